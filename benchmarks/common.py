@@ -1,0 +1,154 @@
+"""Shared helpers for the benchmarks: flags, device/dtype setup, timing, memory.
+
+Timing: every callable is warmed up, then the callables are run in interleaved
+rounds (the order is reversed on every other round so neither side always runs
+first), with ``torch.cuda.synchronize()`` around each call on CUDA. We report
+the median of the per-call wall times.
+
+Peak memory:
+* CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
+  i.e. the peak of tensors allocated by PyTorch during a few calls of one model.
+* CPU: the peak resident set size of a fresh child process (``multiprocessing``
+  spawn) that builds one model and runs a few calls. It is read from ``VmHWM`` in
+  ``/proc/self/status``; ``resource.getrusage(...).ru_maxrss`` is only the
+  fallback because on Linux it keeps the parent's high-water mark across the
+  fork+exec that starts the child. The figure includes the interpreter + torch
+  baseline, so we also report it minus the peak of a child that only imports.
+"""
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import resource
+import statistics
+import time
+
+import torch
+
+
+def common_parser(description):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="bfloat16 runs the model under torch.autocast")
+    p.add_argument("--vocab", type=int, default=256)
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--max-seq-len", type=int, default=256)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    return p
+
+
+def setup(args):
+    """Apply global settings; return (device, autocast context factory)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but CUDA is not available")
+    device = torch.device(args.device)
+
+    def autocast():
+        if args.dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+    return device, autocast
+
+
+def describe(args):
+    print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, "
+          f"threads {torch.get_num_threads()}, compile {args.compile}")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(fns, device, warmup, repeats):
+    """fns: {name: zero-arg callable}. Returns {name: [seconds per call]}."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            sync(device)
+            t0 = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def mib(n_bytes):
+    return n_bytes / 2**20
+
+
+def cuda_peak_memory(fn, calls=2):
+    """Peak bytes allocated by PyTorch on CUDA while running ``fn`` a few times."""
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated()
+
+
+def peak_rss_bytes():
+    """This process's peak RSS: VmHWM on Linux, else ru_maxrss (KiB on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _child(task, args, name):
+    torch.manual_seed(args.seed)
+    if task is not None:
+        task(args, name)
+    return peak_rss_bytes()
+
+
+def cpu_peak_rss(task, args, name):
+    """Peak RSS (bytes) of a fresh process running ``task(args, name)``.
+
+    ``task`` must be a module-level function (it is pickled to the child).
+    With ``task=None`` the child only imports modules: that is the baseline.
+    """
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_child, (task, args, name))
+
+
+def peak_memory_report(names, task, args, cuda_fns=None):
+    """Print one peak-memory line per model name. ``cuda_fns``: {name: step fn}."""
+    if args.device == "cuda":
+        print("peak memory = torch.cuda.max_memory_allocated over 2 calls")
+        for name in names:
+            print(f"  {name:>12}: {mib(cuda_peak_memory(cuda_fns[name])):8.1f} MiB")
+        return
+    print("peak memory = peak RSS (VmHWM) of a fresh process that builds the model and "
+          "runs it;\n'above baseline' subtracts a process that only imports")
+    base = cpu_peak_rss(None, args, "")
+    print(f"  {'baseline':>12}: {mib(base):8.1f} MiB")
+    for name in names:
+        peak = cpu_peak_rss(task, args, name)
+        print(f"  {name:>12}: {mib(peak):8.1f} MiB  ({mib(peak - base):7.1f} MiB above baseline)")

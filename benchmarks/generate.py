@@ -1,0 +1,107 @@
+"""Generation throughput: ``AutoregressiveWrapper.generate`` vs the reference.
+
+Times greedy generation (temperature 0) of ``--new-tokens`` tokens from a random
+prompt, with and without the KV cache, for our model and the plain-PyTorch
+reference. Calls of the four variants are interleaved; we report the median
+time per ``generate`` call, new tokens/s (batch * new tokens / time) and the
+ratios ours / reference. It also checks that cached and uncached greedy outputs
+agree for each model (if our cache is not implemented yet, ``cache_kv=True``
+may simply recompute; the numbers then show that).
+
+    python benchmarks/generate.py
+    python benchmarks/generate.py --device cuda --batch 16 --new-tokens 512 --max-seq-len 1024
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from anywhere
+
+from common import (
+    common_parser,
+    describe,
+    median,
+    peak_memory_report,
+    setup,
+    time_interleaved,
+)
+from train_step import build
+
+VARIANTS = ("ours cached", "ref cached", "ours no-cache", "ref no-cache")
+
+
+def make_generate(args, name, model, device, autocast):
+    """Return a zero-arg callable generating (batch, new_tokens) tokens."""
+    g = torch.Generator().manual_seed(args.seed)
+    prompt = torch.randint(0, args.vocab, (args.batch, args.prompt_len), generator=g).to(device)
+    cache_kv = name.endswith(" cached")
+    if name.startswith("ours"):
+        from x_transformers import AutoregressiveWrapper
+
+        gen = AutoregressiveWrapper(model).generate
+    else:
+        gen = model.generate
+
+    def run():
+        with torch.no_grad(), autocast():
+            return gen(prompt, args.new_tokens, cache_kv=cache_kv, temperature=0.0)
+
+    return run
+
+
+def build_eval(args, name, device):
+    model = build(args, "ours" if name.startswith("ours") else "reference", device).eval()
+    return torch.compile(model) if args.compile else model
+
+
+def memory_task(args, name):
+    """Run in a fresh child process for the CPU peak-RSS measurement."""
+    device, autocast = setup(args)
+    run = make_generate(args, name, build_eval(args, name, device), device, autocast)
+    for _ in range(2):
+        run()
+
+
+def main():
+    p = common_parser(__doc__.splitlines()[0])
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.set_defaults(batch=4, warmup=1, repeats=5)
+    args = p.parse_args()
+    device, autocast = setup(args)
+    describe(args)
+    print(f"vocab {args.vocab}, dim {args.dim}, depth {args.depth}, heads {args.heads}, "
+          f"max_seq_len {args.max_seq_len}, batch {args.batch}, prompt {args.prompt_len}, "
+          f"new tokens {args.new_tokens}, warmup {args.warmup}, repeats {args.repeats}")
+
+    models = {"ours": build_eval(args, "ours", device), "ref": build_eval(args, "ref", device)}
+    fns = {v: make_generate(args, v, models[v.split()[0]], device, autocast) for v in VARIANTS}
+
+    for who in ("ours", "ref"):
+        cached, uncached = fns[f"{who} cached"](), fns[f"{who} no-cache"]()
+        assert cached.shape == (args.batch, args.new_tokens), cached.shape
+        same = torch.equal(cached, uncached)
+        print(f"{who}: greedy cached == no-cache: {same}")
+
+    times = time_interleaved(fns, device, args.warmup, args.repeats)
+    new = args.batch * args.new_tokens
+    print("\ngeneration (median over interleaved repeats):")
+    for v in VARIANTS:
+        t = median(times[v])
+        print(f"  {v:>13}: {t * 1e3:9.1f} ms/call  {new / t:9,.0f} new tokens/s")
+    for kind in ("cached", "no-cache"):
+        ratio = median(times[f"ours {kind}"]) / median(times[f"ref {kind}"])
+        print(f"  ratio ours/ref time, {kind:>8}: {ratio:.3f}")
+    for who in ("ours", "ref"):
+        speedup = median(times[f"{who} no-cache"]) / median(times[f"{who} cached"])
+        print(f"  {who} cache speedup (no-cache time / cached time): {speedup:.2f}x")
+
+    if not args.no_memory:
+        print()
+        peak_memory_report(VARIANTS, memory_task, args, cuda_fns=fns)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""Old import path for :class:`AutoregressiveWrapper`."""
+
+from .generation.autoregressive import AutoregressiveWrapper  # noqa: F401

@@ -1,0 +1,84 @@
+"""``ViTransformerWrapper``: images as sequences of patches ("An Image is Worth 16x16 Words",
+2010.11929), with the simplifications of "Better plain ViT baselines" (2205.01580): no class token,
+mean pooling.
+
+Shape letters: b batch, c channels, h/w patch grid, p patch size, n patches, d width.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..layers import AttentionLayers
+from .stem import package_outputs
+from .token import check_attn_layers
+
+
+class ViTransformerWrapper(nn.Module):
+    """Patch embedding + learned positions + an ``Encoder`` + an optional classification head.
+
+    Args:
+        image_size: side of the (square) input images.
+        patch_size: side of each square patch; must divide ``image_size``.
+        attn_layers: a non-causal layer stack (``Encoder``).
+        num_classes: size of the classification head; ``None`` returns embeddings only.
+        channels: input channels.
+        emb_dropout: dropout after the patch embedding.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        patch_size: int,
+        attn_layers: AttentionLayers,
+        num_classes: int | None = None,
+        channels: int = 3,
+        emb_dropout: float = 0.0,
+    ):
+        super().__init__()
+        check_attn_layers(attn_layers, "ViTransformerWrapper")
+        if attn_layers.causal:
+            raise ValueError("ViTransformerWrapper needs a non-causal stack (Encoder)")
+        if image_size % patch_size != 0:
+            raise ValueError(
+                f"image_size={image_size} must be divisible by patch_size={patch_size}"
+            )
+        dim = attn_layers.dim
+        self.image_size, self.patch_size, self.channels = image_size, patch_size, channels
+        num_patches = (image_size // patch_size) ** 2
+        patch_dim = channels * patch_size**2
+        self.patch_to_embedding = nn.Sequential(
+            nn.LayerNorm(patch_dim), nn.Linear(patch_dim, dim), nn.LayerNorm(dim)
+        )
+        self.pos_embedding = nn.Parameter(torch.randn(num_patches, dim) * 0.02)
+        self.emb_dropout = nn.Dropout(emb_dropout)
+        self.attn_layers = attn_layers
+        self.mlp_head = nn.Linear(dim, num_classes) if num_classes is not None else None
+
+    def forward(
+        self,
+        img: Tensor,
+        return_embeddings: bool = False,
+        return_intermediates: bool = False,
+        return_attn: bool = False,
+    ):
+        """img (b, c, image_size, image_size) -> logits (b, num_classes), or patch embeddings
+        (b, n, d) with ``return_embeddings=True`` or when there is no head."""
+        expected = (self.channels, self.image_size, self.image_size)
+        if img.ndim != 4 or tuple(img.shape[1:]) != expected:
+            raise ValueError(
+                f"images must have shape (batch, {', '.join(map(str, expected))}), "
+                f"got {tuple(img.shape)}"
+            )
+        p = self.patch_size
+        patches = rearrange(img, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+        x = self.emb_dropout(self.patch_to_embedding(patches) + self.pos_embedding)
+        x, intermediates = self.attn_layers(x, return_hiddens=True, return_attn=return_attn)
+        if return_embeddings or self.mlp_head is None:
+            out = x
+        else:
+            out = self.mlp_head(x.mean(dim=1))
+        return package_outputs(out, intermediates, return_intermediates, return_attn)
