@@ -38,7 +38,7 @@ def common_parser(description):
     p.add_argument("--max-seq-len", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")

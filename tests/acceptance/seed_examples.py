@@ -67,11 +67,15 @@ __all__ = [
     "PADDLE_REWRITES",
     "Block",
     "Example",
+    "assigned_names",
     "extract_fenced",
     "extract_unfenced",
     "extract_seed",
     "fingerprint",
     "free_names",
+    "is_block_start",
+    "is_code_statement",
+    "is_fenced",
     "is_gpt3",
     "load_examples",
     "normalize",
@@ -363,7 +367,7 @@ def _looks_like_prose(top_level_text: str) -> bool:
     because one word of every such pair is a Python keyword."""
     for m in re.finditer(rf"(?=\b({_IDENT})\s+({_IDENT})\b)", top_level_text):
         if m.group(1) not in _STATEMENT_WORDS and m.group(2) not in _STATEMENT_WORDS:
-            return False
+            return True
     return False
 
 
@@ -380,7 +384,7 @@ def is_code_statement(line: str) -> bool:
     """Whether a line at bracket depth 0 looks like (the start of) a statement."""
     s = line.strip()
     if not s or s.startswith("#"):
-        return True  # x
+        return True
     if not (
         _IMPORT_RE.match(s)
         or _ASSIGN_RE.match(s)
@@ -398,7 +402,7 @@ def _parses(lines: list[str]) -> bool:
         ast.parse(textwrap.dedent("\n".join(lines)))
     except SyntaxError:
         return False
-    return True  # x
+    return True
 
 
 def _grow_block(lines: list[str], start: int) -> int:
@@ -549,7 +553,7 @@ def is_gpt3(code: str) -> bool:
                 if k.arg and isinstance(k.value, ast.Constant)
             }
             if kw.get("dim") == 12288 and kw.get("depth") == 96 and kw.get("heads") == 96:
-                return True  # x
+                return True
     return False
 
 

@@ -324,14 +324,18 @@ def test_paddle_translation():
         "c = torch.cat([f, f])\n"
         "i = f.long()"
     )
-    assert se.translate_paddle("import torch\nx = torch.ones(1)") == "import torch\nx = torch.ones(1)"
+    assert (
+        se.translate_paddle("import torch\nx = torch.ones(1)") == "import torch\nx = torch.ones(1)"
+    )
 
 
 # ------------------------------------------------ dedup, exclusion, ids
 
 
 def test_dedup_across_seeds_records_origin(tmp_path):
-    (tmp_path / "010_a.txt").write_text("Title\n\n```python\nimport torch\nx = torch.ones(1)\n```\n")
+    (tmp_path / "010_a.txt").write_text(
+        "Title\n\n```python\nimport torch\nx = torch.ones(1)\n```\n"
+    )
     (tmp_path / "011_b.txt").write_text("Other\nimport torch\nx  =  torch.ones(1)\nThe end\n")
     (tmp_path / "012_c.txt").write_text(
         "Paddle\n\n```python\nimport paddle\nx = paddle.ones(1)\n```\n"
@@ -355,7 +359,9 @@ def test_excluded_blocks_are_dropped(tmp_path, monkeypatch):
 def test_slugify():
     assert se.slugify("## Dropouts") == "dropouts"
     assert se.slugify("Decoder-only (GPT-like)") == "decoder-only-gpt-like"
-    assert se.slugify('State of the art (<a href="x">SimpleViT</a>)') == "state-of-the-art-simplevit"
+    assert (
+        se.slugify('State of the art (<a href="x">SimpleViT</a>)') == "state-of-the-art-simplevit"
+    )
     assert se.slugify("") == "code"
 
 
