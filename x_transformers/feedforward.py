@@ -1,26 +1,77 @@
-"""Position-wise feedforward ("Attention Is All You Need", 1706.03762)."""
+"""Position-wise feedforward ("Attention Is All You Need", 1706.03762) and its variants.
+
+- GLU / SwiGLU / GEGLU ("GLU Variants Improve Transformer", Shazeer, 2002.05202);
+- squared ReLU ("Primer", 2109.08668);
+- a LayerNorm after the activation (NormFormer, 2110.09456);
+- no biases (as in PaLM).
+
+Shape letters: b batch, n sequence, d model width, h hidden width (``int(mult * d)``).
+"""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .options import FeedForwardOptions
 
 
+class ReluSquared(nn.Module):
+    """``relu(x) ** 2`` (Primer, 2109.08668)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x).square()
+
+
+class GLU(nn.Module):
+    """Gated linear unit (2002.05202): ``(x W) * activation(x V)``.
+
+    One projection ``d -> 2h`` gives the value and the gate, so the hidden width after gating is
+    ``h`` (the output projection reads ``h`` features).
+    """
+
+    def __init__(self, dim: int, hidden: int, activation: nn.Module, bias: bool):
+        super().__init__()
+        self.proj = nn.Linear(dim, 2 * hidden, bias=bias)
+        self.activation = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        value, gate = self.proj(x).chunk(2, dim=-1)  # (b, n, 2h) -> 2 x (b, n, h)
+        return value * self.activation(gate)
+
+
+def build_activation(options: FeedForwardOptions) -> nn.Module:
+    if options.relu_squared:
+        return ReluSquared()
+    if options.swish:
+        return nn.SiLU()
+    return nn.GELU()
+
+
 class FeedForward(nn.Module):
-    """``Linear(dim, mult * dim) -> activation -> dropout -> Linear(mult * dim, dim_out)``."""
+    """``proj_in -> activation -> post_act_norm -> dropout -> proj_out``.
+
+    ``proj_in`` is ``Linear(d, h) + activation``, or a :class:`GLU` with ``ff_glu``; disabled
+    stages (the post-activation norm) are ``nn.Identity``.
+    """
 
     def __init__(self, dim: int, options: FeedForwardOptions, dim_out: int | None = None):
         super().__init__()
-        if options.mult <= 0:
-            raise ValueError(f"'ff_mult' must be > 0, got {options.mult}")
         hidden = int(dim * options.mult)
-        self.net = nn.Sequential(
-            nn.Linear(dim, hidden),
-            nn.GELU(),
-            nn.Dropout(options.dropout),
-            nn.Linear(hidden, dim_out or dim),
-        )
+        if hidden < 1:
+            raise ValueError(
+                f"'ff_mult'={options.mult} with dim={dim} gives a hidden width of {hidden}"
+            )
+        bias = not options.no_bias
+        activation = build_activation(options)
+        if options.glu:
+            self.proj_in = GLU(dim, hidden, activation, bias)
+        else:
+            self.proj_in = nn.Sequential(nn.Linear(dim, hidden, bias=bias), activation)
+        self.post_act_norm = nn.LayerNorm(hidden, bias=bias) if options.post_act_ln else nn.Identity()
+        self.dropout = nn.Dropout(options.dropout)
+        self.proj_out = nn.Linear(hidden, dim_out or dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        hidden = self.post_act_norm(self.proj_in(x))
+        return self.proj_out(self.dropout(hidden))

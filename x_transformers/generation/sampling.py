@@ -67,8 +67,8 @@ def resolve_filter(filter_logits_fn: str | Callable[..., Tensor] | None):
 
 
 def gumbel_noise(shape, device, generator: torch.Generator | None = None) -> Tensor:
-    uniform = torch.rand(shape, device=device, generator=generator)
-    return -torch.log(-torch.log(uniform.clamp(min=1e-20)).clamp(min=1e-20))
+    uniform = torch.rand(shape, device=device, generator=generator).clamp(min=1e-20)
+    return -torch.log((-torch.log(uniform)).clamp(min=1e-20))
 
 
 def sample_next_token(

@@ -1,8 +1,13 @@
-"""Options of the layer stack: norms, residuals and layout of the blocks."""
+"""Options of the layer stack: norms, residuals and layout of the blocks.
+
+Combinations that contradict each other (two norm types, ReZero with a norm, post-norm with
+sandwich norm, two layouts at once, ...) are refused here with an error naming the keywords, so a
+keyword is never silently ignored. Checks that need the depth live in the layout and the builders.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .spec import option
 
@@ -11,24 +16,104 @@ from .spec import option
 class BlockOptions:
     # --- norms -------------------------------------------------------------------------------
     pre_norm: bool = option(True, "pre-norm (False: post-norm)")
-    use_scalenorm: bool = option(False, "ScaleNorm", "1910.05895", False)
-    use_rmsnorm: bool = option(False, "RMSNorm", "1910.07467", False)
-    use_rezero: bool = option(False, "ReZero: no norm, zero-initialised gate", "2003.04887", False)
-    sandwich_norm: bool = option(False, "extra norm on each branch output", "2105.13290", False)
-    deepnorm: bool = option(False, "DeepNet residual scaling and init", "2203.00555", False)
+    # ScaleNorm ("Transformers without Tears"): g * x / ||x|| with one learned scalar g
+    use_scalenorm: bool = option(False, "ScaleNorm", "1910.05895")
+    # RMSNorm ("Root Mean Square Layer Normalization"): no centring, no bias
+    use_rmsnorm: bool = option(False, "RMSNorm", "1910.07467")
+    # ReZero ("ReZero is All You Need"): no norm anywhere, branch output times a zero-init scalar
+    use_rezero: bool = option(False, "ReZero: no norm, zero-initialised gate", "2003.04887")
+    # sandwich norm (CogView): pre-norm plus a norm on every branch output
+    sandwich_norm: bool = option(False, "extra norm on each branch output", "2105.13290")
+    # DeepNet: post-norm with the residual scaled by alpha and a beta-scaled initialisation
+    deepnorm: bool = option(False, "DeepNet residual scaling and init", "2203.00555")
+    # set on the encoder of an encoder-decoder (XTransformer does it): the decoder's depth M, so
+    # the encoder uses DeepNet's encoder-decoder constants alpha = 0.81 (N^4 M)^(1/16), ...
+    deepnorm_decoder_depth: int | None = option(
+        None, "DeepNet: depth of the decoder this encoder feeds (encoder-decoder)", "2203.00555"
+    )
     # --- residuals ---------------------------------------------------------------------------
-    scale_residual: bool = option(False, "learned residual scale", "2110.09456", False)
-    gate_residual: bool = option(False, "GRU-gated residual (GTrXL)", "1910.06764", False)
+    # NormFormer's learned per-feature scale of the residual stream
+    scale_residual: bool = option(False, "learned residual scale", "2110.09456")
+    # GTrXL's GRU-type gate in place of the residual addition
+    gate_residual: bool = option(False, "GRU-gated residual (GTrXL)", "1910.06764")
     residual_attn: bool = option(False, "residual attention scores", "2012.11747", False)
     cross_residual_attn: bool = option(False, "residual cross-attention", "2012.11747", False)
     # --- layout ------------------------------------------------------------------------------
-    macaron: bool = option(False, "half-step feedforwards around attention", "1906.02762", False)
+    # feedforward - attention - feedforward, each feedforward a half step (Macaron Net)
+    macaron: bool = option(False, "half-step feedforwards around attention", "1906.02762")
+    # sandwich transformer: s^k (sf)^(depth-k) f^k
     sandwich_coef: int | None = option(
-        None, "sandwich transformer coefficient", "1911.03864", False
+        None, "sandwich transformer coefficient", "1911.03864"
     )
+    # the whole plan spelled out, e.g. ('a', 'f', 'a', 'a', 'f')
     custom_layers: tuple[str, ...] | None = option(
-        None, "explicit layout of 'a', 'c', 'f' blocks", None, False
+        None, "explicit layout of 'a', 'c', 'f' blocks"
     )
-    par_ratio: int | None = option(None, "attention : feedforward ratio", "1911.03864", False)
-    shift_tokens: int | tuple[int, ...] = option(0, "token shift", None, False)
+    # PAR transformer: one attention block per par_ratio blocks, all in the first two thirds
+    par_ratio: int | None = option(None, "blocks per attention block (PAR)", "2009.04534")
+    # token shift: an int for every block, or one value per block of the plan
+    shift_tokens: int | tuple[int, ...] = option(0, "token shift (per block)")
     layer_dropout: float = option(0.0, "stochastic depth: drop whole blocks in training")
+
+    def __post_init__(self):
+        for name in ("custom_layers", "shift_tokens"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        _check_norms(self)
+        _check_residuals(self)
+        _check_layout(self)
+        if not 0.0 <= self.layer_dropout < 1.0:
+            raise ValueError(f"'layer_dropout' must lie in [0, 1), got {self.layer_dropout}")
+
+
+def _active(options: BlockOptions, *names: str) -> list[str]:
+    """The keywords among ``names`` set to a value other than their default."""
+    defaults = {f.name: f.default for f in fields(options)}
+    return [name for name in names if getattr(options, name) != defaults[name]]
+
+
+def _refuse_together(active: list[str], why: str) -> None:
+    if len(active) > 1:
+        shown = ", ".join(f"'{name}'" for name in active)
+        raise ValueError(f"{shown} cannot be combined: {why}")
+
+
+def _check_norms(o: BlockOptions) -> None:
+    _refuse_together(
+        _active(o, "use_scalenorm", "use_rmsnorm", "use_rezero"), "each picks the norm of the stack"
+    )
+    if o.use_rezero:
+        _refuse_together(
+            ["use_rezero", *_active(o, "sandwich_norm", "deepnorm")], "ReZero removes every norm"
+        )
+        if not o.pre_norm:
+            raise ValueError("'use_rezero' removes every norm, so 'pre_norm=False' has no effect")
+    if o.sandwich_norm and not o.pre_norm:
+        raise ValueError("'sandwich_norm' adds a norm to pre-norm blocks; it needs pre_norm=True")
+    _refuse_together(_active(o, "deepnorm", "sandwich_norm"), "DeepNorm is a post-norm layout")
+    if o.deepnorm_decoder_depth is not None:
+        if not o.deepnorm:
+            raise ValueError(
+                f"'deepnorm_decoder_depth'={o.deepnorm_decoder_depth} needs deepnorm=True"
+            )
+        if o.deepnorm_decoder_depth < 1:
+            raise ValueError(
+                f"'deepnorm_decoder_depth' must be >= 1, got {o.deepnorm_decoder_depth}"
+            )
+
+
+def _check_residuals(o: BlockOptions) -> None:
+    _refuse_together(
+        _active(o, "deepnorm", "scale_residual", "gate_residual"),
+        "each replaces the residual connection",
+    )
+
+
+def _check_layout(o: BlockOptions) -> None:
+    _refuse_together(
+        _active(o, "macaron", "sandwich_coef", "custom_layers", "par_ratio"),
+        "each sets the layout of the blocks",
+    )
+    shifts = o.shift_tokens if isinstance(o.shift_tokens, tuple) else (o.shift_tokens,)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shifts):
+        raise ValueError(f"'shift_tokens' must be ints >= 0, got {o.shift_tokens!r}")

@@ -171,7 +171,15 @@ def parse_layer_kwargs(
                 groups[group][key[len(prefix) :]] = (value, shown)
                 break
         else:
-            valid = [shown_prefix + n for n in layer_keyword_names()]
+            constructor_args = (
+                "dim",
+                "depth",
+                "heads",
+                "cross_attend",
+                "only_cross",
+                "dim_context",
+            )
+            valid = [shown_prefix + n for n in (*constructor_args, *layer_keyword_names())]
             raise unknown_keyword_error(shown, valid, where)
     attention = _build(AttentionOptions, groups["attention"])
     return LayerConfig(

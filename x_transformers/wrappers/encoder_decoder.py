@@ -42,13 +42,10 @@ def split_sides(kwargs: dict) -> dict[str, dict]:
 def build_side(side: str, dim: int, causal: bool, keywords: dict) -> TransformerWrapper:
     wrapper_kwargs = {k: v for k, v in keywords.items() if k in WRAPPER_KEYS}
     stack_kwargs = {k: v for k, v in keywords.items() if k not in WRAPPER_KEYS}
-    for required in ("num_tokens", "max_seq_len", "depth"):
-        if required not in keywords:
-            raise TypeError(f"XTransformer needs '{side}{required}'")
     layer_keywords = {k: v for k, v in stack_kwargs.items() if k not in STACK_KEYS}
     parse_layer_kwargs(  # validate with the spelling the user typed (enc_/dec_ prefix)
         dim=dim,
-        depth=stack_kwargs["depth"],
+        depth=stack_kwargs.get("depth", 1),
         heads=stack_kwargs.get("heads", 8),
         causal=causal,
         cross_attend=causal,
@@ -57,6 +54,9 @@ def build_side(side: str, dim: int, causal: bool, keywords: dict) -> Transformer
         where="XTransformer",
         shown_prefix=side,
     )
+    for required in ("num_tokens", "max_seq_len", "depth"):
+        if required not in keywords:
+            raise TypeError(f"XTransformer needs '{side}{required}'")
     stack_cls = Decoder if causal else Encoder
     extra = {"cross_attend": True} if causal else {}
     attn_layers = stack_cls(dim=dim, **stack_kwargs, **extra)

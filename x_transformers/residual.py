@@ -1,0 +1,110 @@
+"""Residual connections and branch scales: how a block's output joins the residual stream.
+
+A residual module takes ``(branch_out, residual)`` and returns the new stream:
+
+- :class:`Residual`: ``branch_out + residual``;
+- :class:`ScaledResidual`: ``branch_out + alpha * residual`` with a constant alpha (DeepNet,
+  2203.00555);
+- :class:`LearnedResidualScale`: ``branch_out + lambda * residual`` with a learned per-feature
+  lambda, initialised to one (NormFormer, 2110.09456);
+- :class:`GRUGatedResidual`: the GRU-type gate of GTrXL (1910.06764).
+
+A branch scale multiplies the branch output before it joins the stream:
+
+- :class:`Scale`: a constant, e.g. 0.5 for Macaron's half-step feedforwards (1906.02762);
+- :class:`ReZero`: a learned scalar initialised to zero (2003.04887), so every block starts as
+  the identity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Residual(nn.Module):
+    """The plain residual connection ``branch_out + residual``."""
+
+    def forward(self, branch_out: Tensor, residual: Tensor) -> Tensor:
+        return branch_out + residual
+
+
+class ScaledResidual(nn.Module):
+    """``branch_out + alpha * residual`` with a constant ``alpha`` (DeepNorm, 2203.00555)."""
+
+    def __init__(self, alpha: float):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, branch_out: Tensor, residual: Tensor) -> Tensor:
+        return branch_out + self.alpha * residual
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:.4f}"
+
+
+class LearnedResidualScale(nn.Module):
+    """``branch_out + lambda * residual``, lambda a learned (dim,) vector of ones at init
+    (NormFormer's ResScale, 2110.09456)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.residual_scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, branch_out: Tensor, residual: Tensor) -> Tensor:
+        return branch_out + self.residual_scale * residual
+
+
+class GRUGatedResidual(nn.Module):
+    """The gating layer of GTrXL ("Stabilizing Transformers for RL", 1910.06764, eq. 5-8).
+
+    With ``x`` the residual stream and ``y`` the branch output::
+
+        r = sigmoid(W_r y + U_r x)
+        z = sigmoid(W_z y + U_z x - b_g)
+        h = tanh(W_g y + U_g (r * x))
+        out = (1 - z) * x + z * h
+
+    ``b_g`` is a learned per-feature bias initialised to ``gate_bias`` (2 in the paper), so that
+    ``z`` starts small and the block starts close to the identity.
+    """
+
+    def __init__(self, dim: int, gate_bias: float = 2.0):
+        super().__init__()
+        self.from_branch = nn.Linear(dim, 3 * dim, bias=False)  # W_r, W_z, W_g
+        self.from_residual = nn.Linear(dim, 2 * dim, bias=False)  # U_r, U_z
+        self.candidate_from_residual = nn.Linear(dim, dim, bias=False)  # U_g
+        self.gate_bias = nn.Parameter(torch.full((dim,), float(gate_bias)))
+
+    def forward(self, branch_out: Tensor, residual: Tensor) -> Tensor:
+        reset_y, update_y, candidate_y = self.from_branch(branch_out).chunk(3, dim=-1)
+        reset_x, update_x = self.from_residual(residual).chunk(2, dim=-1)
+        reset = torch.sigmoid(reset_y + reset_x)
+        update = torch.sigmoid(update_y + update_x - self.gate_bias)
+        candidate = torch.tanh(candidate_y + self.candidate_from_residual(reset * residual))
+        return (1 - update) * residual + update * candidate
+
+
+class Scale(nn.Module):
+    """Multiply by a constant (Macaron's half-step feedforward uses 0.5)."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.value
+
+    def extra_repr(self) -> str:
+        return f"value={self.value}"
+
+
+class ReZero(nn.Module):
+    """Multiply by a learned scalar initialised to zero (ReZero, 2003.04887)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gate
