@@ -29,8 +29,12 @@ import torch
 def common_parser(description):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                   help="bfloat16 runs the model under torch.autocast")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="bfloat16 runs the model under torch.autocast",
+    )
     p.add_argument("--vocab", type=int, default=256)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--depth", type=int, default=4)
@@ -63,8 +67,10 @@ def setup(args):
 
 
 def describe(args):
-    print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, "
-          f"threads {torch.get_num_threads()}, compile {args.compile}")
+    print(
+        f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, "
+        f"threads {torch.get_num_threads()}, compile {args.compile}"
+    )
 
 
 def sync(device):
@@ -145,8 +151,10 @@ def peak_memory_report(names, task, args, cuda_fns=None):
         for name in names:
             print(f"  {name:>12}: {mib(cuda_peak_memory(cuda_fns[name])):8.1f} MiB")
         return
-    print("peak memory = peak RSS (VmHWM) of a fresh process that builds the model and "
-          "runs it;\n'above baseline' subtracts a process that only imports")
+    print(
+        "peak memory = peak RSS (VmHWM) of a fresh process that builds the model and "
+        "runs it;\n'above baseline' subtracts a process that only imports"
+    )
     base = cpu_peak_rss(None, args, "")
     print(f"  {'baseline':>12}: {mib(base):8.1f} MiB")
     for name in names:

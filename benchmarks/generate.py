@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, reference
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the x_transformers checkout
 
 from common import (
     common_parser,
@@ -29,6 +30,8 @@ from common import (
 )
 from train_step import build
 
+from x_transformers import AutoregressiveWrapper
+
 VARIANTS = ("ours cached", "ref cached", "ours no-cache", "ref no-cache")
 
 
@@ -38,8 +41,6 @@ def make_generate(args, name, model, device, autocast):
     prompt = torch.randint(0, args.vocab, (args.batch, args.prompt_len), generator=g).to(device)
     cache_kv = name.endswith(" cached")
     if name.startswith("ours"):
-        from x_transformers import AutoregressiveWrapper
-
         gen = AutoregressiveWrapper(model).generate
     else:
         gen = model.generate
@@ -72,9 +73,11 @@ def main():
     args = p.parse_args()
     device, autocast = setup(args)
     describe(args)
-    print(f"vocab {args.vocab}, dim {args.dim}, depth {args.depth}, heads {args.heads}, "
-          f"max_seq_len {args.max_seq_len}, batch {args.batch}, prompt {args.prompt_len}, "
-          f"new tokens {args.new_tokens}, warmup {args.warmup}, repeats {args.repeats}")
+    print(
+        f"vocab {args.vocab}, dim {args.dim}, depth {args.depth}, heads {args.heads}, "
+        f"max_seq_len {args.max_seq_len}, batch {args.batch}, prompt {args.prompt_len}, "
+        f"new tokens {args.new_tokens}, warmup {args.warmup}, repeats {args.repeats}"
+    )
 
     models = {"ours": build_eval(args, "ours", device), "ref": build_eval(args, "ref", device)}
     fns = {v: make_generate(args, v, models[v.split()[0]], device, autocast) for v in VARIANTS}
@@ -90,10 +93,16 @@ def main():
     print("\ngeneration (median over interleaved repeats):")
     for v in VARIANTS:
         t = median(times[v])
-        print(f"  {v:>13}: {t * 1e3:9.1f} ms/call  {new / t:9,.0f} new tokens/s")
+        print(
+            f"  {v:>13}: {t * 1e3:9.1f} ms/call  {new / t:9,.0f} new tokens/s  "
+            f"(min {min(times[v]) * 1e3:.1f} ms)"
+        )
     for kind in ("cached", "no-cache"):
-        ratio = median(times[f"ours {kind}"]) / median(times[f"ref {kind}"])
-        print(f"  ratio ours/ref time, {kind:>8}: {ratio:.3f}")
+        ours, ref = times[f"ours {kind}"], times[f"ref {kind}"]
+        print(
+            f"  ratio ours/ref time, {kind:>8}: {median(ours) / median(ref):.3f} median, "
+            f"{min(ours) / min(ref):.3f} min"
+        )
     for who in ("ours", "ref"):
         speedup = median(times[f"{who} no-cache"]) / median(times[f"{who} cached"])
         print(f"  {who} cache speedup (no-cache time / cached time): {speedup:.2f}x")

@@ -5,7 +5,10 @@ Each feature family keeps its rows in its own module under ``tests/matrix/`` (a 
 row. Tags:
 
 - ``encoder`` / ``decoder``: which stacks the case applies to (default both);
-- ``no_cache``: the feature cannot use the KV cache (generation recomputes);
+- ``no_cache``: the feature cannot use the KV cache (generation recomputes); such a feature
+  also needs past inputs that Transformer-XL memories do not carry, so the XL test skips it too;
+- ``no_xl``: a two-segment Transformer-XL pass differs from one long pass by design (e.g.
+  memory tokens, which sit in front of every segment);
 - ``stochastic``: outputs are random in training mode (tests run in eval mode anyway);
 - ``unused_params``: some parameters legitimately get no gradient (listed in ``unused``).
 """

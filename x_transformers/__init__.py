@@ -1,7 +1,12 @@
 """x-transformers: a concise but fully-featured transformer library."""
 
-from .generation import AutoregressiveWrapper, ContinuousAutoregressiveWrapper
+from .generation import (
+    AutoregressiveWrapper,
+    ContinuousAutoregressiveWrapper,
+    XLAutoregressiveWrapper,
+)
 from .layers import AttentionLayers, CrossAttender, Decoder, Encoder
+from .norms import RMSNorm, ScaleNorm
 from .wrappers import (
     ContinuousTransformerWrapper,
     TransformerWrapper,
@@ -17,8 +22,11 @@ __all__ = [
     "CrossAttender",
     "Decoder",
     "Encoder",
+    "RMSNorm",
+    "ScaleNorm",
     "TransformerWrapper",
     "ViTransformerWrapper",
+    "XLAutoregressiveWrapper",
     "XTransformer",
 ]
 

@@ -92,27 +92,26 @@ def _init_linear(linear: nn.Linear, gain: float) -> None:
         nn.init.zeros_(linear.bias)
 
 
+def _init_linears(module: nn.Module, gain: float) -> None:
+    for linear in module.modules():
+        if isinstance(linear, nn.Linear):
+            _init_linear(linear, gain)
+
+
 def _init_attention(attention: Attention, beta: float) -> None:
+    """q and k with gain 1; v and the output projection (every linear of it) with ``beta``."""
     _init_linear(attention.to_q, 1.0)
-    if hasattr(attention, "to_kv"):  # fused (keys | values) projection: rows [k; v]
-        half = attention.to_kv.weight.shape[0] // 2
-        _xavier_normal_rows(attention.to_kv.weight, slice(None, half), 1.0)
-        _xavier_normal_rows(attention.to_kv.weight, slice(half, None), beta)
-    elif hasattr(attention, "to_k") and hasattr(attention, "to_v"):
-        _init_linear(attention.to_k, 1.0)
-        _init_linear(attention.to_v, beta)
-    else:
-        raise TypeError("deepnorm: cannot find the key / value projections of the attention")
-    _init_linear(attention.to_out, beta)
+    key_width = attention.shapes.k_width  # the fused projection's rows are [keys; values]
+    _xavier_normal_rows(attention.to_kv.weight, slice(None, key_width), 1.0)
+    _xavier_normal_rows(attention.to_kv.weight, slice(key_width, None), beta)
+    _init_linears(attention.to_out, beta)
 
 
 def deepnorm_init(branch: nn.Module, beta: float) -> None:
     """Re-initialise ``branch`` (an :class:`Attention` or :class:`FeedForward`) as DeepNet does:
     Xavier-normal, gain ``beta`` for the feedforward, values and output; gain 1 for q and k."""
     if isinstance(branch, FeedForward):
-        for module in branch.modules():
-            if isinstance(module, nn.Linear):
-                _init_linear(module, beta)
+        _init_linears(branch, beta)
     elif isinstance(branch, Attention):
         _init_attention(branch, beta)
     else:

@@ -68,7 +68,8 @@ class FeedForward(nn.Module):
             self.proj_in = GLU(dim, hidden, activation, bias)
         else:
             self.proj_in = nn.Sequential(nn.Linear(dim, hidden, bias=bias), activation)
-        self.post_act_norm = nn.LayerNorm(hidden, bias=bias) if options.post_act_ln else nn.Identity()
+        post_act_norm = nn.LayerNorm(hidden, bias=bias) if options.post_act_ln else None
+        self.post_act_norm = nn.Identity() if post_act_norm is None else post_act_norm
         self.dropout = nn.Dropout(options.dropout)
         self.proj_out = nn.Linear(hidden, dim_out or dim, bias=bias)
 

@@ -6,6 +6,7 @@ Shape letters: b batch, h heads, i queries, j keys.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -43,3 +44,11 @@ def causal_mask(num_queries: int, num_keys: int, device: torch.device) -> Tensor
     query_pos = torch.arange(num_queries, device=device)[:, None] + offset
     key_pos = torch.arange(num_keys, device=device)[None, :]
     return key_pos <= query_pos
+
+
+def prepend_keys(tensor: Tensor | None, num: int, value: float | bool) -> Tensor | None:
+    """Make room for ``num`` extra keys in front of a mask or bias (..., j) -> (..., num + j),
+    filled with ``value`` (True for a mask: always visible; 0 for a bias)."""
+    if tensor is None:
+        return None
+    return F.pad(tensor, (num, 0), value=value)

@@ -5,13 +5,15 @@ Shape letters: b batch, n sequence, v vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention.masks import combine_masks
+from .beam_search import beam_search
+from .decode import DecodeSession, eval_mode, left_pad_prompts, make_cache
 from .sampling import resolve_filter, sample_next_token
 
 
@@ -82,40 +84,86 @@ class AutoregressiveWrapper(nn.Module):
     @torch.no_grad()
     def generate(
         self,
-        prompts: Tensor,
+        prompts: Tensor | Sequence[Tensor],
         seq_len: int,
         eos_token: int | None = None,
         temperature: float = 1.0,
         filter_logits_fn: str | Callable[..., Tensor] | None = "top_k",
         filter_kwargs: dict | None = None,
         cache_kv: bool = True,
+        prompt_lens: Tensor | None = None,
+        cache_kind: str = "dynamic",
         **kwargs,
     ) -> Tensor:
-        """Sample ``seq_len`` new tokens after ``prompts`` (b, n) or (n,); returns only the new
-        tokens, (b, seq_len) or (seq_len,). Rows that emitted ``eos_token`` are padded with
-        ``pad_value`` after it. Beyond ``max_seq_len`` the window slides over the last tokens.
+        """Sample ``seq_len`` new tokens after ``prompts``; returns only the new tokens,
+        (b, seq_len), or (seq_len,) for a 1-D prompt.
 
-        ``cache_kv`` is accepted for forward compatibility; this version recomputes each step.
+        Args:
+            prompts: (n,), (b, n), a list of 1-D prompts of different lengths, or a left-padded
+                (b, n) batch with ``prompt_lens`` (b,) real tokens per row.
+            eos_token: a row stops at its first ``eos_token``; ``pad_value`` fills the rest.
+            temperature: 0 is greedy; otherwise the filtered logits are sampled.
+            filter_logits_fn: ``'top_k'``, ``'top_p'``, ``'min_p'``, a callable or None, with
+                ``filter_kwargs`` (e.g. ``{'k': 10}``, ``{'thres': 0.9}``, ``{'min_p': 0.1}``).
+            cache_kv: reuse keys / values of past positions (a feature that cannot be cached
+                makes it recompute, with a warning naming the feature).
+            cache_kind: ``'dynamic'`` (grows; slides past ``max_seq_len`` when positions are
+                relative) or ``'static'`` (preallocated; compile-friendly steps).
+            **kwargs: forward keywords for every step (``context``, ``context_mask``, ...).
         """
         resolve_filter(filter_logits_fn)  # fail early on a bad filter name
-        unbatched = prompts.ndim == 1
-        out = prompts[None] if unbatched else prompts
-        if out.ndim != 2 or out.shape[1] < 1:
-            raise ValueError(
-                f"prompts must have shape (batch, len >= 1), got {tuple(prompts.shape)}"
-            )
-        prompt_len = out.shape[1]
-        was_training = self.net.training
-        self.net.eval()
-        for _ in range(seq_len):
-            logits = self.net(out[:, -self.max_seq_len :], **kwargs)[:, -1]
-            next_token = sample_next_token(logits, temperature, filter_logits_fn, filter_kwargs)
-            out = torch.cat((out, next_token[:, None]), dim=-1)
-            if eos_token is not None and (out[:, prompt_len:] == eos_token).any(-1).all():
-                break
-        self.net.train(was_training)
-        generated = out[:, prompt_len:]
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        prompt = left_pad_prompts(prompts, prompt_lens, self.pad_value)
+        session = self._session(prompt, seq_len, cache_kv, cache_kind, kwargs, "generate")
+        generated = []
+        done = torch.zeros(prompt.tokens.shape[0], dtype=torch.bool, device=prompt.tokens.device)
+        with eval_mode(self.net):
+            logits = session.prefill(prompt.tokens, prompt.mask, prompt.start_positions)
+            for step in range(seq_len):
+                next_token = sample_next_token(logits, temperature, filter_logits_fn, filter_kwargs)
+                generated.append(next_token)
+                if eos_token is not None:
+                    done = done | (next_token == eos_token)
+                    if bool(done.all()):
+                        break
+                if step + 1 < seq_len:
+                    logits = session.step(next_token[:, None])
+        out = torch.stack(generated, dim=1)  # (b, t)
         if eos_token is not None:
-            generated = pad_after_eos(generated, eos_token, self.pad_value)
-            generated = F.pad(generated, (0, seq_len - generated.shape[1]), value=self.pad_value)
-        return generated[0] if unbatched else generated
+            out = pad_after_eos(out, eos_token, self.pad_value)
+            out = F.pad(out, (0, seq_len - out.shape[1]), value=self.pad_value)
+        return out[0] if prompt.unbatched else out
+
+    @torch.no_grad()
+    def beam_search(
+        self,
+        prompts: Tensor | Sequence[Tensor],
+        seq_len: int,
+        beams: int = 4,
+        eos_token: int | None = None,
+        return_beams_and_scores: bool = False,
+        cache_kv: bool = True,
+        prompt_lens: Tensor | None = None,
+        **kwargs,
+    ):
+        """The most likely continuation of ``seq_len`` tokens found with ``beams`` beams
+        (sum of log-probabilities); (b, seq_len), or (seq_len,) for a 1-D prompt. With
+        ``return_beams_and_scores=True``: every beam (b, beams, seq_len) and its score
+        (b, beams), best first. Prompts are given as to :meth:`generate`."""
+        prompt = left_pad_prompts(prompts, prompt_lens, self.pad_value)
+        session = self._session(prompt, seq_len, cache_kv, "dynamic", kwargs, "beam_search")
+        with eval_mode(self.net):
+            logits = session.prefill(prompt.tokens, prompt.mask, prompt.start_positions)
+            tokens, scores = beam_search(
+                session, logits, seq_len, beams, eos_token=eos_token, pad_value=self.pad_value
+            )
+        if return_beams_and_scores:
+            return (tokens[0], scores[0]) if prompt.unbatched else (tokens, scores)
+        return tokens[0, 0] if prompt.unbatched else tokens[:, 0]
+
+    def _session(self, prompt, seq_len, cache_kv, cache_kind, kwargs, where) -> DecodeSession:
+        capacity = min(prompt.tokens.shape[1] + seq_len, self.max_seq_len)
+        capacity += getattr(self.net, "num_memory_tokens", 0)
+        cache = make_cache(self.net, cache_kv, cache_kind, capacity, where)
+        return DecodeSession(self.net, cache, self.max_seq_len, kwargs)

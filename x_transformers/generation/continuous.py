@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .decode import DecodeSession, eval_mode, make_cache
+
 
 class ContinuousAutoregressiveWrapper(nn.Module):
     """Predict x[:, t + 1] from x[:, :t + 1] with a mean-squared error, around a
@@ -35,22 +37,39 @@ class ContinuousAutoregressiveWrapper(nn.Module):
         return (loss * weights).sum() / weights.sum().clamp(min=1.0)
 
     @torch.no_grad()
-    def generate(self, start: Tensor, seq_len: int, cache_kv: bool = True, **kwargs) -> Tensor:
+    def generate(
+        self,
+        start: Tensor,
+        seq_len: int,
+        cache_kv: bool = True,
+        cache_kind: str = "dynamic",
+        **kwargs,
+    ) -> Tensor:
         """Generate ``seq_len`` vectors after ``start``: (b, n, d) gives (b, seq_len, d); an
-        unbatched (n, d) or (d,) start gives (seq_len, d)."""
+        unbatched (n, d) or (d,) start gives (seq_len, d). ``cache_kv`` reuses the keys and
+        values of past positions (see :class:`~.decode.DecodeSession`)."""
         if self.net.dim_in != self.net.dim_out:
             raise ValueError(
                 f"generation feeds outputs back as inputs: dim_in={self.net.dim_in} must equal "
                 f"dim_out={self.net.dim_out}"
             )
+        if start.ndim not in (1, 2, 3) or start.shape[-1] != self.net.dim_in:
+            raise ValueError(
+                f"start must have shape (b, n, {self.net.dim_in}), (n, {self.net.dim_in}) or "
+                f"({self.net.dim_in},), got {tuple(start.shape)}"
+            )
         unbatched = start.ndim < 3
         out = start.reshape(1, -1, start.shape[-1]) if unbatched else start
-        prompt_len = out.shape[1]
-        was_training = self.net.training
-        self.net.eval()
-        for _ in range(seq_len):
-            next_vector = self.net(out[:, -self.max_seq_len :], **kwargs)[:, -1:]
-            out = torch.cat((out, next_vector), dim=1)
-        self.net.train(was_training)
-        generated = out[:, prompt_len:]
+        capacity = min(out.shape[1] + seq_len, self.max_seq_len)
+        capacity += getattr(self.net, "num_memory_tokens", 0)
+        cache = make_cache(self.net, cache_kv, cache_kind, capacity, "generate")
+        session = DecodeSession(self.net, cache, self.max_seq_len, kwargs)
+        generated = []
+        with eval_mode(self.net):
+            next_vector = session.prefill(out)
+            for step in range(seq_len):
+                generated.append(next_vector)
+                if step + 1 < seq_len:
+                    next_vector = session.step(next_vector[:, None])
+        generated = torch.stack(generated, dim=1)  # (b, seq_len, d)
         return generated[0] if unbatched else generated

@@ -7,13 +7,17 @@ Shape letters: b batch, n sequence, d model width, j context length.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention.masks import combine_masks, full_to_attention_mask, key_padding_to_attention_mask
+from ..generation.kv_cache import check_cache
+from ..generation.recurrence import check_memories
 from ..options import parse_layer_kwargs
-from .builders import build_block, build_final_norm
+from ..positional import Positions, build_positions
+from .builders import build_blocks, build_final_norm
 from .intermediates import LayerIntermediates
-from .layout import CROSS_ATTENTION, SELF_ATTENTION, plan_layers
+from .layout import CROSS_ATTENTION, FEEDFORWARD, SELF_ATTENTION, plan_layers
 from .validation import check_attn_mask, check_context, check_mask
 
 
@@ -59,9 +63,9 @@ class AttentionLayers(nn.Module):
         self.dim_context = dim_context or dim
         self.layer_kinds = plan_layers(self.config)
         self.has_cross_attention = CROSS_ATTENTION in self.layer_kinds
-        self.blocks = nn.ModuleList(
-            build_block(kind, self.config, self.dim_context) for kind in self.layer_kinds
-        )
+        self.blocks = build_blocks(self.layer_kinds, self.config, self.dim_context)
+        # rotary / T5 / dynamic / ALiBi / position-infused: one provider shared by all blocks
+        self.positions = build_positions(self.config)
         self.final_norm = build_final_norm(self.config)
         self.layer_dropout = self.config.blocks.layer_dropout
 
@@ -74,35 +78,95 @@ class AttentionLayers(nn.Module):
         attn_mask: Tensor | None = None,
         return_hiddens: bool = False,
         return_attn: bool = False,
+        mems: list[Tensor] | None = None,
+        cache=None,
     ):
         """x (b, n, dim); mask (b, n) key padding, True = keep; context (b, j, dim_context);
-        context_mask (b, j); attn_mask (n, n) or (b, n, n), True = may attend."""
+        context_mask (b, j); attn_mask (n, n) or (b, n, n), True = may attend.
+
+        ``mems``: Transformer-XL memories, one (b, m, dim) per self-attention block, attended to
+        before x (positions of x start at m). ``cache``: a KV cache (see
+        :mod:`x_transformers.generation.kv_cache`); x holds the positions after the cached ones,
+        and ``mask`` only covers x."""
         check_mask(x, mask, "mask")
         check_attn_mask(x, attn_mask)
         check_context(self, x, context, context_mask)
+        memory_length = check_memories(mems, x, self.layer_kinds.count(SELF_ATTENTION), cache)
+        check_cache(self, cache, attn_mask)
         inputs = {
             SELF_ATTENTION: {
-                "mask": combine_masks(
-                    key_padding_to_attention_mask(mask), full_to_attention_mask(attn_mask)
-                ),
+                "mask": self._self_attention_mask(x, mask, attn_mask, memory_length, cache),
+                "positions": self._positions(x, memory_length, cache),
                 "need_weights": return_attn,
+                "padding_mask": mask,
+                "prev_scores": None,  # residual attention: the previous block's scores
             },
             CROSS_ATTENTION: {
                 "context": context,
                 "mask": key_padding_to_attention_mask(context_mask),
                 "need_weights": return_attn,
+                "padding_mask": mask,
+                "prev_scores": None,
             },
+            FEEDFORWARD: {"padding_mask": mask},
         }
         intermediates = LayerIntermediates()
-        for kind, block in zip(self.layer_kinds, self.blocks):
+        for index, (kind, block) in enumerate(zip(self.layer_kinds, self.blocks)):
+            past = self._past_inputs(index, block, mems, cache)
+            if kind == SELF_ATTENTION:
+                intermediates.self_attention_inputs.append(x)
             if self._skip_block():
                 continue
             intermediates.hiddens.append(x)
-            x, attention_intermediates = block(x, **inputs.get(kind, {}))
+            x, attention_intermediates = block(x, **inputs.get(kind, {}), **past)
             if attention_intermediates is not None:
                 intermediates.attn_intermediates.append(attention_intermediates)
+                inputs[kind]["prev_scores"] = attention_intermediates.residual_scores
         x = self.final_norm(x)
+        if cache is not None:
+            cache.advance(x.shape[1])
+            intermediates.cache = cache
         return (x, intermediates) if return_hiddens else x
+
+    def _self_attention_mask(self, x, mask, attn_mask, memory_length: int, cache):
+        """(b|1, 1, i, j) self-attention mask: key padding and ``attn_mask`` (memories in front
+        are always visible), or the cache's mask of past and new keys; None = no restriction."""
+        if cache is not None:
+            return cache.visible_keys(x, mask)
+        if memory_length > 0:  # memories are visible keys in front of x
+            if mask is not None:
+                mask = F.pad(mask, (memory_length, 0), value=True)
+            if attn_mask is not None:
+                attn_mask = F.pad(attn_mask, (memory_length, 0), value=True)
+        return combine_masks(key_padding_to_attention_mask(mask), full_to_attention_mask(attn_mask))
+
+    def _positions(self, x: Tensor, memory_length: int, cache) -> Positions | None:
+        """Positions of this forward, computed once for every self-attention block (None without
+        a positional scheme). The queries are the newest positions: after XL memories (offset =
+        memory length) or after what a KV cache holds (the cache describes its key layout with
+        ``cache.position_span(num_new) -> {'num_keys', 'offset', 'key_start'}``)."""
+        if self.positions is None:
+            return None
+        n = x.shape[1]
+        if cache is not None:
+            span = cache.position_span(n)
+        else:
+            span = {"num_keys": memory_length + n, "offset": memory_length}
+        return self.positions(n, **span, device=x.device, dtype=x.dtype)
+
+    def _past_inputs(self, index: int, block: nn.Module, mems, cache) -> dict:
+        """What an attention block sees of the past: its XL memory (normalised like its input)
+        and its KV cache slot."""
+        kind = self.layer_kinds[index]
+        if kind not in (SELF_ATTENTION, CROSS_ATTENTION):
+            return {}
+        past = {}
+        if cache is not None:
+            past["cache"] = cache.slot(index, context=kind == CROSS_ATTENTION)
+        if mems is not None and kind == SELF_ATTENTION:
+            memory = mems[self.layer_kinds[:index].count(SELF_ATTENTION)]
+            past["memory"] = block.pre_branch_norm(memory)
+        return past
 
     def _skip_block(self) -> bool:
         """Stochastic depth ("Deep Networks with Stochastic Depth", 1603.09382): training only."""

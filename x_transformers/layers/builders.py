@@ -5,16 +5,25 @@ from __future__ import annotations
 from torch import nn
 
 from ..attention import Attention
+from ..deepnorm import DeepNormConstants, deepnorm_init, stack_constants
 from ..feedforward import FeedForward
 from ..norms import build_norm
-from ..options import LayerConfig
+from ..options import BlockOptions, LayerConfig
+from ..residual import GRUGatedResidual, LearnedResidualScale, ReZero, Scale, ScaledResidual
 from .layout import CROSS_ATTENTION, FEEDFORWARD, SELF_ATTENTION
+from .shift_tokens import build_token_shift, shifts_per_block
 from .sublayer import Sublayer
 
 
 def build_branch(kind: str, config: LayerConfig, dim_context: int | None) -> nn.Module:
     if kind == SELF_ATTENTION:
-        return Attention(config.dim, config.heads, config.attention, causal=config.causal)
+        return Attention(
+            config.dim,
+            config.heads,
+            config.attention,
+            causal=config.causal,
+            residual_attn=config.blocks.residual_attn,
+        )
     if kind == CROSS_ATTENTION:
         return Attention(
             config.dim,
@@ -22,22 +31,78 @@ def build_branch(kind: str, config: LayerConfig, dim_context: int | None) -> nn.
             config.cross_attention,
             dim_context=dim_context,
             option_prefix="cross_attn_",
+            residual_attn=config.blocks.cross_residual_attn,
         )
     if kind == FEEDFORWARD:
         return FeedForward(config.dim, config.feedforward)
     raise ValueError(f"unknown block kind {kind!r}; expected one of 'a', 'c', 'f'")
 
 
-def build_block(kind: str, config: LayerConfig, dim_context: int | None) -> Sublayer:
-    branch = build_branch(kind, config, dim_context)
-    pre_norm = config.blocks.pre_norm
-    return Sublayer(
-        branch,
-        pre_branch_norm=build_norm(config.dim, config.blocks) if pre_norm else None,
-        post_residual_norm=None if pre_norm else build_norm(config.dim, config.blocks),
+def build_blocks(kinds: tuple[str, ...], config: LayerConfig, dim_context: int | None):
+    """One :class:`Sublayer` per kind of the plan (per-block token shifts, DeepNorm constants)."""
+    shifts = shifts_per_block(config.blocks.shift_tokens, len(kinds))
+    deepnorm = stack_constants(config) if config.blocks.deepnorm else None
+    return nn.ModuleList(
+        build_block(kind, config, dim_context, shift=shift, deepnorm=deepnorm)
+        for kind, shift in zip(kinds, shifts)
     )
 
 
+def build_block(
+    kind: str,
+    config: LayerConfig,
+    dim_context: int | None,
+    *,
+    shift: int = 0,
+    deepnorm: DeepNormConstants | None = None,
+) -> Sublayer:
+    dim, blocks = config.dim, config.blocks
+    branch = build_branch(kind, config, dim_context)
+    if deepnorm is not None:
+        deepnorm_init(branch, deepnorm.beta)
+    pre_norm = uses_pre_norm(blocks)
+    return Sublayer(
+        branch,
+        pre_branch_norm=build_norm(dim, blocks) if pre_norm else None,
+        token_shift=build_token_shift(dim, shift),
+        post_branch_norm=build_norm(dim, blocks) if blocks.sandwich_norm else None,
+        branch_scale=build_branch_scale(kind, blocks),
+        residual=build_residual(dim, blocks, deepnorm),
+        post_residual_norm=None if pre_norm else build_norm(dim, blocks),
+    )
+
+
+def uses_pre_norm(blocks: BlockOptions) -> bool:
+    """DeepNorm is a post-norm layout whatever ``pre_norm`` says."""
+    return blocks.pre_norm and not blocks.deepnorm
+
+
+def build_branch_scale(kind: str, blocks: BlockOptions) -> nn.Module | None:
+    """Macaron's half-step feedforwards (x 0.5) and ReZero's zero-initialised gate."""
+    scales = []
+    if blocks.macaron and kind == FEEDFORWARD:
+        scales.append(Scale(0.5))
+    if blocks.use_rezero:
+        scales.append(ReZero())
+    if len(scales) > 1:
+        return nn.Sequential(*scales)
+    return scales[0] if scales else None
+
+
+def build_residual(
+    dim: int, blocks: BlockOptions, deepnorm: DeepNormConstants | None
+) -> nn.Module | None:
+    """DeepNorm's alpha, NormFormer's learned scale or GTrXL's gate; ``None``: plain addition."""
+    if deepnorm is not None:
+        return ScaledResidual(deepnorm.alpha)
+    if blocks.scale_residual:
+        return LearnedResidualScale(dim)
+    if blocks.gate_residual:
+        return GRUGatedResidual(dim)
+    return None
+
+
 def build_final_norm(config: LayerConfig) -> nn.Module:
-    """Pre-norm stacks end with a norm; post-norm stacks are already normalised."""
-    return build_norm(config.dim, config.blocks) if config.blocks.pre_norm else nn.Identity()
+    """Pre-norm stacks end with a norm; post-norm stacks are already normalised; ReZero has none."""
+    norm = build_norm(config.dim, config.blocks) if uses_pre_norm(config.blocks) else None
+    return nn.Identity() if norm is None else norm

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
@@ -15,6 +16,12 @@ class LayerIntermediates:
 
     hiddens: list[Tensor] = field(default_factory=list)
     attn_intermediates: list[AttentionIntermediates] = field(default_factory=list)
+    # input of every self-attention block (b, n, d): what Transformer-XL memories are made of
+    self_attention_inputs: list[Tensor] = field(default_factory=list)
+    # the KV cache this forward read and extended (x_transformers.generation.kv_cache), if any
+    cache: Any = None
+    # Transformer-XL memories for the next segment (set by the wrappers with return_mems)
+    mems: list[Tensor] | None = None
 
     @property
     def attn_maps(self) -> list[Tensor]:

@@ -1,28 +1,44 @@
 """One residual block: where the norm goes, the branch, and the residual connection.
 
-Pre-norm (the default)::
+Every layout below is the same recipe with some stages switched off (``nn.Identity``)::
 
-    x ──┬── norm ── branch ──(+)──>
-        └───────────────────┘
+    pre-norm (default)            x ──┬── norm ── branch ─────────────(+)──>
+                                      └────────────────────────────────┘
+
+    post-norm (pre_norm=False)    x ──┬── branch ──(+)── norm ──>
+                                      └────────────┘
+
+    sandwich norm (2105.13290)    x ──┬── norm ── branch ── norm ─────(+)──>
+                                      └────────────────────────────────┘
+
+    ReZero (2003.04887)           x ──┬── branch ── * g ──(+)──>        g = 0 at init
+                                      └───────────────────┘
+
+    DeepNorm (2203.00555)         x ──┬── branch ──────(+)── norm ──>
+                                      └── * alpha ──────┘
+
+    macaron (1906.02762): a unit is  ½ff ──> attention ──> ½ff,  each ½ff block being
+                                  x ──┬── norm ── ff ── * 0.5 ──(+)──>
+                                      └─────────────────────────┘
+
+Scaled (NormFormer) and gated (GTrXL) residuals replace the ``(+)``; token shift acts on the
+branch input, right after the pre-branch norm.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-
-class Residual(nn.Module):
-    """The plain residual connection ``branch_out + residual``."""
-
-    def forward(self, branch_out: Tensor, residual: Tensor) -> Tensor:
-        return branch_out + residual
+from ..residual import Residual
 
 
 class Sublayer(nn.Module):
-    """``post_residual_norm(residual(post_branch_norm(branch(pre_branch_norm(x))), x))``.
+    """``post_residual_norm(residual(branch_scale(post_branch_norm(branch(h))), x))`` with
+    ``h = token_shift(pre_branch_norm(x))``.
 
-    Every stage but the branch is ``nn.Identity`` when its feature is off. A branch may return a
-    tensor or ``(tensor, intermediates)``; the block always returns ``(x, intermediates)``.
+    Every stage but the branch is ``nn.Identity`` (the token shift ``None``) when its feature is
+    off. A branch may return a tensor or ``(tensor, intermediates)``; the block always returns
+    ``(x, intermediates)``. ``padding_mask`` (b, n), True = keep, is only read by the token shift.
     """
 
     def __init__(
@@ -30,19 +46,30 @@ class Sublayer(nn.Module):
         branch: nn.Module,
         *,
         pre_branch_norm: nn.Module | None = None,
+        token_shift: nn.Module | None = None,
         post_branch_norm: nn.Module | None = None,
+        branch_scale: nn.Module | None = None,
         residual: nn.Module | None = None,
         post_residual_norm: nn.Module | None = None,
     ):
         super().__init__()
-        self.pre_branch_norm = pre_branch_norm or nn.Identity()
+        self.pre_branch_norm = _or_identity(pre_branch_norm)
+        self.token_shift = token_shift
         self.branch = branch
-        self.post_branch_norm = post_branch_norm or nn.Identity()
-        self.residual = residual or Residual()
-        self.post_residual_norm = post_residual_norm or nn.Identity()
+        self.post_branch_norm = _or_identity(post_branch_norm)
+        self.branch_scale = _or_identity(branch_scale)
+        self.residual = Residual() if residual is None else residual
+        self.post_residual_norm = _or_identity(post_residual_norm)
 
-    def forward(self, x: Tensor, **branch_inputs):
-        out = self.branch(self.pre_branch_norm(x), **branch_inputs)
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None, **branch_inputs):
+        h = self.pre_branch_norm(x)
+        if self.token_shift is not None:
+            h = self.token_shift(h, padding_mask)
+        out = self.branch(h, **branch_inputs)
         out, intermediates = out if isinstance(out, tuple) else (out, None)
-        out = self.residual(self.post_branch_norm(out), x)
-        return self.post_residual_norm(out), intermediates
+        out = self.branch_scale(self.post_branch_norm(out))
+        return self.post_residual_norm(self.residual(out, x)), intermediates
+
+
+def _or_identity(module: nn.Module | None) -> nn.Module:
+    return nn.Identity() if module is None else module

@@ -1,5 +1,5 @@
 """Options of one attention block (keywords with the ``attn_`` prefix, or ``cross_attn_`` for
-cross-attention only)."""
+cross-attention only). Each feature lives in its own module of :mod:`x_transformers.attention`."""
 
 from __future__ import annotations
 
@@ -14,31 +14,35 @@ class AttentionOptions:
     dim_head: int = option(64, "dimension of each attention head", "2002.07028")
     # dropout on the post-softmax attention weights
     dropout: float = option(0.0, "dropout on the attention weights")
-    # request the fused kernel (F.scaled_dot_product_attention, FlashAttention)
+    # require the fused kernel (F.scaled_dot_product_attention, FlashAttention); with a feature
+    # that needs the attention matrix it raises a ValueError naming both keywords. Without it the
+    # fused kernel is still used whenever it can express the active features.
     flash: bool = option(False, "require the fused SDPA / flash kernel", "2205.14135")
     # learned persistent key / values ("Augmenting Self-attention with Persistent Memory")
-    num_mem_kv: int = option(0, "learned memory key/values per head", "1907.01470", False)
+    num_mem_kv: int = option(0, "learned memory key/values per head", "1907.01470")
     # keep the k largest scores per query ("Explicit Sparse Transformer")
-    sparse_topk: int | None = option(None, "top-k sparse attention", "1912.11637", False)
+    sparse_topk: int | None = option(None, "top-k sparse attention", "1912.11637")
     # entmax-1.5 instead of softmax ("Adaptively Sparse Transformers")
-    use_entmax15: bool = option(False, "entmax-1.5 attention", "1909.00015", False)
+    use_entmax15: bool = option(False, "entmax-1.5 attention", "1909.00015")
     # mix attention heads before and after softmax ("Talking-Heads Attention")
-    talking_heads: bool = option(False, "talking heads", "2003.02436", False)
+    talking_heads: bool = option(False, "talking heads", "2003.02436")
     # multi-query attention: one key/value head shared by all query heads
-    one_kv_head: bool = option(False, "multi-query attention", "1911.02150", False)
-    # grouped-query attention: this many key/value heads
-    kv_heads: int | None = option(None, "grouped-query attention", "2305.13245", False)
-    # collaborative heads sharing query / key projections
-    collab_heads: bool = option(False, "collaborative attention heads", "2006.16362", False)
-    collab_compression: float = option(0.3, "collaborative heads compression", "2006.16362", False)
-    # gate the attention output with the queries ("Attention on Attention")
-    on_attn: bool = option(False, "attention on attention", "1908.06954", False)
+    one_kv_head: bool = option(False, "multi-query attention", "1911.02150")
+    # grouped-query attention: this many key/value heads (a divisor of heads)
+    kv_heads: int | None = option(None, "grouped-query attention", "2305.13245")
+    # collaborative heads sharing query / key projections of width compression * heads * dim_head
+    collab_heads: bool = option(False, "collaborative attention heads", "2006.16362")
+    collab_compression: float = option(0.3, "collaborative heads compression", "2006.16362")
+    # a GLU over the attention output ("Attention on Attention", without query concatenation)
+    on_attn: bool = option(False, "attention on attention", "1908.06954")
     # gate the aggregated values by the input (AlphaFold2)
-    gate_values: bool = option(False, "gated values (AlphaFold2)", None, False)
+    gate_values: bool = option(False, "gated values (AlphaFold2)", None)
     # learned per-head output scale (NormFormer)
-    head_scale: bool = option(False, "per-head output scale", "2110.09456", False)
-    # cosine-similarity attention with a learned or fixed scale
-    qk_norm: bool = option(False, "l2-normalised queries and keys", "2010.04245", False)
-    qk_norm_groups: int = option(1, "groups of the qk l2-norm", "2010.04245", False)
-    qk_norm_scale: float = option(10.0, "scale of the qk-norm similarity", "2010.04245", False)
-    qk_norm_dim_scale: bool = option(False, "QK RMSNorm learned dim scale", "2302.05442", False)
+    head_scale: bool = option(False, "per-head output scale", "2110.09456")
+    # cosine-similarity attention: grouped l2-normalised queries and keys times a scale
+    qk_norm: bool = option(False, "l2-normalised queries and keys", "2010.04245")
+    qk_norm_groups: int = option(1, "groups of the qk l2-norm", "2010.04245")
+    qk_norm_scale: float = option(10.0, "(initial) scale of the qk-norm similarity", "2010.04245")
+    # the QK-norm paper learns the scale (initialised at qk_norm_scale); False keeps it fixed
+    qk_norm_learned_scale: bool = option(True, "learn the qk-norm scale", "2010.04245")
+    qk_norm_dim_scale: bool = option(False, "QK RMSNorm learned dim scale", "2302.05442")

@@ -36,19 +36,17 @@ class BlockOptions:
     scale_residual: bool = option(False, "learned residual scale", "2110.09456")
     # GTrXL's GRU-type gate in place of the residual addition
     gate_residual: bool = option(False, "GRU-gated residual (GTrXL)", "1910.06764")
-    residual_attn: bool = option(False, "residual attention scores", "2012.11747", False)
-    cross_residual_attn: bool = option(False, "residual cross-attention", "2012.11747", False)
+    # RealFormer: each self-attention adds the previous one's pre-softmax scores to its own
+    residual_attn: bool = option(False, "residual attention scores", "2012.11747")
+    # the same between the cross-attention blocks of a stack
+    cross_residual_attn: bool = option(False, "residual cross-attention", "2012.11747")
     # --- layout ------------------------------------------------------------------------------
     # feedforward - attention - feedforward, each feedforward a half step (Macaron Net)
     macaron: bool = option(False, "half-step feedforwards around attention", "1906.02762")
     # sandwich transformer: s^k (sf)^(depth-k) f^k
-    sandwich_coef: int | None = option(
-        None, "sandwich transformer coefficient", "1911.03864"
-    )
+    sandwich_coef: int | None = option(None, "sandwich transformer coefficient", "1911.03864")
     # the whole plan spelled out, e.g. ('a', 'f', 'a', 'a', 'f')
-    custom_layers: tuple[str, ...] | None = option(
-        None, "explicit layout of 'a', 'c', 'f' blocks"
-    )
+    custom_layers: tuple[str, ...] | None = option(None, "explicit layout of 'a', 'c', 'f' blocks")
     # PAR transformer: one attention block per par_ratio blocks, all in the first two thirds
     par_ratio: int | None = option(None, "blocks per attention block (PAR)", "2009.04534")
     # token shift: an int for every block, or one value per block of the plan
@@ -87,14 +85,14 @@ def _check_norms(o: BlockOptions) -> None:
             ["use_rezero", *_active(o, "sandwich_norm", "deepnorm")], "ReZero removes every norm"
         )
         if not o.pre_norm:
-            raise ValueError("'use_rezero' removes every norm, so 'pre_norm=False' has no effect")
+            raise ValueError("'use_rezero' removes every norm, so 'pre_norm'=False has no effect")
     if o.sandwich_norm and not o.pre_norm:
-        raise ValueError("'sandwich_norm' adds a norm to pre-norm blocks; it needs pre_norm=True")
+        raise ValueError("'sandwich_norm' adds a norm to pre-norm blocks; it needs 'pre_norm'=True")
     _refuse_together(_active(o, "deepnorm", "sandwich_norm"), "DeepNorm is a post-norm layout")
     if o.deepnorm_decoder_depth is not None:
         if not o.deepnorm:
             raise ValueError(
-                f"'deepnorm_decoder_depth'={o.deepnorm_decoder_depth} needs deepnorm=True"
+                f"'deepnorm_decoder_depth'={o.deepnorm_decoder_depth} needs 'deepnorm'=True"
             )
         if o.deepnorm_decoder_depth < 1:
             raise ValueError(

@@ -11,13 +11,27 @@ from .spec import option
 class WrapperOptions:
     emb_dim: int | None = option(None, "embedding width (projected to the layers' dim)")
     emb_dropout: float = option(0.0, "dropout after the embedding")
-    use_abs_pos_emb: bool = option(True, "learned absolute positions", "2203.16634")
-    sinusoidal_pos_emb: bool = option(False, "fixed sinusoidal positions", "1706.03762", False)
-    l2norm_embed: bool = option(False, "l2-normalised embeddings", None, False)
-    post_emb_norm: bool = option(False, "norm after the embedding", None, False)
+    # --- absolute positions and embedding norms (x_transformers.positional, wrappers/stem.py) ---
+    use_abs_pos_emb: bool = option(
+        True, "absolute positions (learned by default); False turns them off", "2203.16634"
+    )
+    sinusoidal_pos_emb: bool = option(
+        False, "fixed sinusoidal absolute positions instead of learned ones", "1706.03762"
+    )
+    l2norm_embed: bool = option(
+        False, "l2-normalised token and position embeddings, small init (fixnorm)", "1710.01329"
+    )
+    post_emb_norm: bool = option(False, "LayerNorm right after the summed embeddings")
     tie_embedding: bool = option(False, "logits through the token embedding")
     logits_dim: int | None = option(None, "width of the logits (default num_tokens)")
     return_only_embed: bool = option(False, "no logits head: forward returns embeddings")
-    num_memory_tokens: int = option(0, "memory / register tokens", "2006.11527", False)
-    max_mem_len: int = option(0, "Transformer-XL memory length", "1901.02860", False)
-    shift_mem_down: int = option(0, "feed memories of layer n to layer n-1", "2012.15688", False)
+    # --- memory and recurrence (x_transformers.wrappers.memory_tokens, generation.recurrence) ---
+    num_memory_tokens: int = option(
+        0, "learned memory tokens through all layers, stripped from the output", "2006.11527"
+    )
+    max_mem_len: int = option(
+        0, "Transformer-XL: hidden states kept per layer for the next segment", "1901.02860"
+    )
+    shift_mem_down: int = option(
+        0, "enhanced recurrence: memories of layer n + s feed layer n", "2012.15688"
+    )

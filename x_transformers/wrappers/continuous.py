@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..generation.kv_cache import resolve_cache, sequence_offset
 from ..layers.validation import check_mask
 from ..options import parse_wrapper_kwargs
+from .memory_tokens import build_memory_tokens, run_layers
 from .stem import SequenceStem, package_outputs
 from .token import check_attn_layers
 
@@ -45,6 +47,10 @@ class ContinuousTransformerWrapper(nn.Module):
         self.dim_in, self.dim_out, self.max_seq_len = dim_in or dim, dim_out or dim, max_seq_len
         self.project_in = nn.Linear(dim_in, dim) if dim_in is not None else nn.Identity()
         self.stem = SequenceStem(dim, dim, max_seq_len, options)
+        # memory: memory tokens, Transformer-XL memories (x_transformers.wrappers.memory_tokens)
+        self.num_memory_tokens = options.num_memory_tokens
+        self.memory_tokens = build_memory_tokens(options.num_memory_tokens, dim)
+        self.max_mem_len, self.shift_mem_down = options.max_mem_len, options.shift_mem_down
         self.attn_layers = attn_layers
         self.project_out = nn.Linear(dim, dim_out) if dim_out is not None else nn.Identity()
 
@@ -56,18 +62,29 @@ class ContinuousTransformerWrapper(nn.Module):
         return_attn: bool = False,
         mask: Tensor | None = None,
         prepend_embeds: Tensor | None = None,
+        mems: list[Tensor] | None = None,
+        return_mems: bool = False,
+        cache=None,
+        seq_start_pos: Tensor | None = None,
         **layer_inputs,
     ):
-        """x (b, n, dim_in) -> (b, n, dim_out); ``mask`` (b, n) True = keep."""
+        """x (b, n, dim_in) -> (b, n, dim_out); ``mask`` (b, n) True = keep. ``mems``,
+        ``return_mems``, ``cache`` and ``seq_start_pos`` as for ``TransformerWrapper``."""
         if x.ndim != 3 or x.shape[-1] != self.dim_in:
             raise ValueError(
                 f"input must have shape (batch, seq_len, dim_in={self.dim_in}), "
                 f"got {tuple(x.shape)}"
             )
         check_mask(x, mask, "mask")
-        h, mask = self.stem(self.project_in(x), mask, prepend_embeds)
-        h, intermediates = self.attn_layers(
-            h, mask=mask, return_hiddens=True, return_attn=return_attn, **layer_inputs
+        record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
+        cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
+        offset = sequence_offset(cache, seq_start_pos)
+        h, mask = self.stem(self.project_in(x), mask, prepend_embeds, offset=offset)
+        past = {"mems": mems, "return_mems": return_mems, "cache": cache}
+        h, intermediates = run_layers(
+            self, h, mask, x.shape[1], return_attn=return_attn, **past, **layer_inputs
         )
         out = h if return_embeddings else self.project_out(h)
+        if return_mems and not return_intermediates:
+            return out, intermediates.mems
         return package_outputs(out, intermediates, return_intermediates, return_attn)

@@ -87,6 +87,9 @@ class XTransformer(nn.Module):
     ):
         super().__init__()
         sides = split_sides(kwargs)
+        if sides["enc_"].get("deepnorm") and "depth" in sides["dec_"]:
+            # DeepNet's encoder constants of an encoder-decoder depend on the decoder's depth
+            sides["enc_"].setdefault("deepnorm_decoder_depth", sides["dec_"]["depth"])
         self.encoder = build_side("enc_", dim, False, sides["enc_"])
         decoder = build_side("dec_", dim, True, sides["dec_"])
         if tie_token_emb:

@@ -1,5 +1,15 @@
 """The part every sequence wrapper shares between "vectors of width dim" and the layer stack:
-absolute positions, embedding dropout, projection to the stack's width, prepended embeddings.
+absolute positions, embedding norms, embedding dropout, projection to the stack's width,
+prepended embeddings.
+
+::
+
+    embedded ── l2norm? ──(+)── post_emb_norm? ── dropout ── project ── prepend ──> stack
+    positions ─ l2norm? ───┘
+
+``l2norm_embed`` l2-normalises the embedded vectors and the absolute positions (fixnorm,
+1710.01329; token models also get the small initialisation); for the continuous wrapper the
+embedded vectors are its projected inputs. ``post_emb_norm`` is a LayerNorm on the sum.
 
 Shape letters: b batch, n sequence, p prepended length, d width.
 """
@@ -7,10 +17,23 @@ Shape letters: b batch, n sequence, p prepended length, d width.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..options import WrapperOptions
-from ..positional import AbsolutePositionalEmbedding
+from ..positional import build_absolute_positions, embedding_init_std
+
+
+class L2Norm(nn.Module):
+    """Scale vectors to unit l2 norm along the last dimension."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=-1)
+
+
+def init_token_embedding(embedding: nn.Embedding, options: WrapperOptions) -> None:
+    """Normal init with std 0.02, or the small init (1e-5) that goes with ``l2norm_embed``."""
+    nn.init.normal_(embedding.weight, std=embedding_init_std(options))
 
 
 class SequenceStem(nn.Module):
@@ -20,9 +43,9 @@ class SequenceStem(nn.Module):
         super().__init__()
         self.dim = dim
         self.max_seq_len = max_seq_len
-        self.pos_emb = (
-            AbsolutePositionalEmbedding(emb_dim, max_seq_len) if options.use_abs_pos_emb else None
-        )
+        self.pos_emb = build_absolute_positions(emb_dim, max_seq_len, options)
+        self.embed_norm = L2Norm() if options.l2norm_embed else nn.Identity()
+        self.post_emb_norm = nn.LayerNorm(emb_dim) if options.post_emb_norm else nn.Identity()
         self.emb_dropout = nn.Dropout(options.emb_dropout)
         self.project_emb = nn.Linear(emb_dim, dim) if emb_dim != dim else nn.Identity()
 
@@ -31,10 +54,15 @@ class SequenceStem(nn.Module):
         embedded: Tensor,
         mask: Tensor | None = None,
         prepend_embeds: Tensor | None = None,
+        offset: int | Tensor = 0,
     ) -> tuple[Tensor, Tensor | None]:
-        x = embedded
+        """``offset``: absolute position of the first vector (e.g. the length of a KV cache); a
+        0-d tensor (static cache) or (b, 1) per-row starts (left-padded prompts) also work."""
+        x = self.embed_norm(embedded)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(x.shape[1], device=x.device)
+            positions = self.pos_emb(x.shape[1], offset=offset, device=x.device)  # (n, d)
+            x = x + self.embed_norm(positions).to(x.dtype)
+        x = self.post_emb_norm(x)
         x = self.project_emb(self.emb_dropout(x))
         if prepend_embeds is not None:
             x, mask = self._prepend(x, mask, prepend_embeds)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..generation.kv_cache import resolve_cache, sequence_offset
 from ..layers import AttentionLayers
 from ..layers.validation import check_mask
 from ..options import parse_wrapper_kwargs
-from .stem import SequenceStem, package_outputs
+from .memory_tokens import build_memory_tokens, run_layers
+from .stem import SequenceStem, init_token_embedding, package_outputs
 
 
 def check_attn_layers(attn_layers, where: str) -> None:
@@ -58,8 +60,12 @@ class TransformerWrapper(nn.Module):
         dim = attn_layers.dim
         emb_dim = options.emb_dim or dim
         self.token_emb = nn.Embedding(num_tokens, emb_dim)
-        nn.init.normal_(self.token_emb.weight, std=0.02)
+        init_token_embedding(self.token_emb, options)  # small init with l2norm_embed
         self.stem = SequenceStem(emb_dim, dim, max_seq_len, options)
+        # memory: memory tokens, Transformer-XL memories (x_transformers.wrappers.memory_tokens)
+        self.num_memory_tokens = options.num_memory_tokens
+        self.memory_tokens = build_memory_tokens(options.num_memory_tokens, dim)
+        self.max_mem_len, self.shift_mem_down = options.max_mem_len, options.shift_mem_down
         self.attn_layers = attn_layers
         if options.tie_embedding and emb_dim != dim:
             raise ValueError(f"tie_embedding needs emb_dim == dim, got {emb_dim} and {dim}")
@@ -80,18 +86,34 @@ class TransformerWrapper(nn.Module):
         return_attn: bool = False,
         mask: Tensor | None = None,
         prepend_embeds: Tensor | None = None,
+        mems: list[Tensor] | None = None,
+        return_mems: bool = False,
+        cache=None,
+        seq_start_pos: Tensor | None = None,
         **layer_inputs,
     ):
         """x (b, n) token ids -> logits (b, n, v), or embeddings (b, n, d) with
         ``return_embeddings=True``. ``layer_inputs`` (``context``, ``context_mask``, ``attn_mask``)
-        go to the layer stack. ``return_attn=True`` also returns the attention maps."""
+        go to the layer stack. ``return_attn=True`` also returns the attention maps.
+
+        Memory and generation: ``mems`` / ``return_mems=True`` give and return Transformer-XL
+        memories (``logits, mems = model(x, return_mems=True)``); ``cache`` continues from a KV
+        cache, e.g. the intermediates of ``logits, cache = model(x, return_intermediates=True)``
+        (x then holds only the new tokens); ``seq_start_pos`` (b,) is each row's first real token
+        of a left-padded batch (absolute positions start there)."""
         check_token_ids(x, self.num_tokens)
         check_mask(x, mask, "mask")
-        h, mask = self.stem(self.token_emb(x), mask, prepend_embeds)
-        h, intermediates = self.attn_layers(
-            h, mask=mask, return_hiddens=True, return_attn=return_attn, **layer_inputs
+        record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
+        cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
+        offset = sequence_offset(cache, seq_start_pos)
+        h, mask = self.stem(self.token_emb(x), mask, prepend_embeds, offset=offset)
+        past = {"mems": mems, "return_mems": return_mems, "cache": cache}
+        h, intermediates = run_layers(
+            self, h, mask, x.shape[1], return_attn=return_attn, **past, **layer_inputs
         )
         out = h if return_embeddings or self.options.return_only_embed else self.logits(h)
+        if return_mems and not return_intermediates:
+            return out, intermediates.mems
         return package_outputs(out, intermediates, return_intermediates, return_attn)
 
     def logits(self, embeddings: Tensor) -> Tensor:

@@ -1,0 +1,121 @@
+"""Rotary embedding and xPos against their definitions (complex numbers, the xPos scale)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from x_transformers.positional import PositionSpan, RotaryEmbedding, apply_rotation
+from x_transformers.positional.rotary import XPOS_GAMMA
+
+F64 = torch.float64
+
+
+def complex_rotary(x: torch.Tensor, positions: torch.Tensor, rotated: int, theta=10000.0):
+    """RoFormer: feature pairs (k, k + r/2) as complex numbers, times exp(i p theta_k)."""
+    half = rotated // 2
+    theta_k = theta ** (-2.0 * torch.arange(half, dtype=F64) / rotated)
+    z = torch.complex(x[..., :half], x[..., half:rotated])
+    z = z * torch.polar(torch.ones_like(theta_k), positions[:, None] * theta_k[None, :])
+    return torch.cat((z.real, z.imag, x[..., rotated:]), dim=-1)
+
+
+@pytest.mark.parametrize("rotated", [8, 4, 2])
+def test_rotation_equals_complex_formula(rotated):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 8, dtype=F64)
+    span = PositionSpan.for_lengths(7, offset=5)
+    rotation = RotaryEmbedding(rotated)(span, x.device, F64)
+    positions = torch.arange(5, 12, dtype=F64)
+    expected = complex_rotary(x, positions, rotated)
+    torch.testing.assert_close(rotation.rotate_queries(x), expected)
+    torch.testing.assert_close(rotation.rotate_keys(x), expected)
+    # partial rotary leaves the other features untouched
+    torch.testing.assert_close(rotation.rotate_queries(x)[..., rotated:], x[..., rotated:])
+
+
+def test_rotary_scores_depend_on_distance_only():
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 16, dtype=F64), torch.randn(1, 1, 1, 16, dtype=F64)
+    rotary = RotaryEmbedding(16, theta=100.0)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        span = PositionSpan(1, 1, query_start=m, key_start=n)
+        rotation = rotary(span, q.device, F64)
+        return (rotation.rotate_queries(q) * rotation.rotate_keys(k)).sum()
+
+    torch.testing.assert_close(score(7, 3), score(107, 103))
+    torch.testing.assert_close(score(3, 7), score(1003, 1007))
+    assert not torch.allclose(score(7, 3), score(7, 4))
+
+
+def test_xpos_scale_matches_its_definition():
+    """zeta_k = (2k / r + gamma) / (1 + gamma); queries x zeta^(m / B), keys x zeta^(-n / B)."""
+    rotated, base = 4, 8.0
+    rotary = RotaryEmbedding(rotated, theta=10.0, xpos_scale_base=base)
+    zeta = torch.tensor([(0 + XPOS_GAMMA) / 1.4, (0.5 + XPOS_GAMMA) / 1.4], dtype=F64)
+    torch.testing.assert_close(zeta, torch.tensor([0.4 / 1.4, 0.9 / 1.4], dtype=F64))
+    m, n = 13, 4
+    span = PositionSpan(1, 1, query_start=m, key_start=n)
+    rotation = rotary(span, torch.device("cpu"), F64)
+    theta_k = torch.tensor([1.0, 10.0**-0.5], dtype=F64)
+    zeta2, theta2 = zeta.repeat(2), theta_k.repeat(2)
+    torch.testing.assert_close(rotation.query_cos[0], torch.cos(m * theta2) * zeta2 ** (m / base))
+    torch.testing.assert_close(rotation.query_sin[0], torch.sin(m * theta2) * zeta2 ** (m / base))
+    torch.testing.assert_close(rotation.key_cos[0], torch.cos(n * theta2) * zeta2 ** (-n / base))
+    # a unit query and key on feature 0: the score is zeta_0^((m - n) / B) cos((m - n) theta_0)
+    e0 = torch.zeros(1, 1, 1, rotated, dtype=F64)
+    e0[..., 0] = 1.0
+    score = (rotation.rotate_queries(e0) * rotation.rotate_keys(e0)).sum()
+    expected = zeta[0] ** ((m - n) / base) * torch.cos((m - n) * theta_k[0])
+    torch.testing.assert_close(score, expected)
+
+
+def test_xpos_scores_decay_with_distance_and_are_relative():
+    rotary = RotaryEmbedding(8, xpos_scale_base=4)
+    q = torch.ones(1, 1, 1, 8, dtype=F64)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        rotation = rotary(PositionSpan(1, 1, m, n), q.device, F64)
+        return (rotation.rotate_queries(q) * rotation.rotate_keys(q)).sum()
+
+    torch.testing.assert_close(score(20, 10), score(520, 510))
+    # with theta -> many angles, compare the envelope: same-position score is the largest
+    assert score(10, 10) > score(10, 2).abs()
+
+
+def test_new_keys_of_a_cache_take_the_query_positions():
+    """With a KV cache the keys computed in this call are the new ones, at the query positions;
+    with XL memories they are all the keys of the span (memory before the queries)."""
+    torch.manual_seed(0)
+    rotary = RotaryEmbedding(8, xpos_scale_base=16)
+    full_span = PositionSpan.for_lengths(10)
+    full = rotary(full_span, torch.device("cpu"), F64)
+    k = torch.randn(1, 2, 10, 8, dtype=F64)
+    rotated_full = full.rotate_keys(k)
+    cached = rotary(PositionSpan.for_lengths(3, offset=7), k.device, F64)
+    torch.testing.assert_close(cached.rotate_keys(k[..., 7:, :]), rotated_full[..., 7:, :])
+    torch.testing.assert_close(cached.rotate_keys(k), rotated_full)  # XL: memory + new
+    # a static cache: keys span the whole buffer from 0, the new keys still sit at the queries
+    static = rotary(PositionSpan(3, 16, torch.tensor(7), 0), k.device, F64)
+    torch.testing.assert_close(static.rotate_keys(k[..., 7:, :]), rotated_full[..., 7:, :])
+    torch.testing.assert_close(
+        static.rotate_queries(k[..., 7:, :]), full.rotate_queries(k)[..., 7:, :]
+    )
+
+
+def test_rotation_keeps_the_input_dtype_and_computes_in_float32():
+    rotary = RotaryEmbedding(8)
+    span = PositionSpan.for_lengths(4, offset=30000)
+    rotation = rotary(span, torch.device("cpu"), torch.float32)
+    assert rotation.query_cos.dtype == torch.float32
+    x = torch.randn(1, 1, 4, 8, dtype=torch.bfloat16)
+    out = rotation.rotate_queries(x)
+    assert out.dtype == torch.bfloat16
+    expected = apply_rotation(x.double(), rotation.query_cos.double(), rotation.query_sin.double())
+    torch.testing.assert_close(out.double(), expected, atol=2e-2, rtol=2e-2)
+
+
+def test_rotary_dimension_must_be_even():
+    with pytest.raises(ValueError, match="even"):
+        RotaryEmbedding(7)

@@ -1,0 +1,34 @@
+"""Top-k sparse attention ("Explicit Sparse Transformer: Concentrated Attention Through Explicit
+Selection", Zhao et al., 1912.11637).
+
+Each query keeps only its ``k`` largest scores; every other score is set to the masked value
+before the softmax, so exactly ``k`` keys per query get a non-zero weight (fewer when fewer keys
+are visible). Gradients flow through the kept scores only, as in the paper.
+
+Shape letters: b batch, h heads, i queries, j keys.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class SparseTopK(nn.Module):
+    """Keep the ``k`` largest scores of every query row; the rest become ``finfo.min``."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, scores: Tensor) -> Tensor:
+        """scores (b, h, i, j), already masked -> (b, h, i, j)."""
+        if self.k >= scores.shape[-1]:
+            return scores
+        # indices rather than a threshold, so ties can never keep more than k keys
+        top_indices = scores.topk(self.k, dim=-1).indices  # (b, h, i, k)
+        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, top_indices, True)
+        return scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"

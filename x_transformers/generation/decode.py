@@ -1,0 +1,231 @@
+"""Decoding: prefill and single steps, with a KV cache or by recomputation, behind one interface.
+
+:func:`decode_step` is the compile-friendly unit: one forward of the newest positions against a
+cache (with a :class:`~.kv_cache.StaticKVCache` it has static shapes and no host sync, so
+``torch.compile(decode_step, fullgraph=True)`` compiles it once). :class:`DecodeSession` keeps
+the growing sequence of a batch and decides, step by step, how the next output is computed:
+
+- with a cache: the prompt is prefilled once, then each step feeds only the newest position;
+- without one (``cache_kv=False``, or a feature that cannot be cached): the last ``max_seq_len``
+  positions are recomputed every step.
+
+Beyond ``max_seq_len`` the window slides. A dynamic cache slides by dropping its oldest keys when
+positions allow it (relative positions only: no absolute position embedding, no memory tokens,
+whose positions are tied to the window start); otherwise the session switches to recomputing the
+window and says so once.
+
+Prompts of different lengths are left-padded (:func:`left_pad_prompts`): padded positions are
+masked as keys and absolute positions start at each row's first real token
+(``seq_start_pos``), so every row gets what it would get alone.
+
+Shape letters: b batch, n sequence, v vocabulary (or output width).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .kv_cache import DynamicKVCache, StaticKVCache, kv_cache_blockers
+
+CACHE_KINDS = ("dynamic", "static")
+# frames inside these packages are skipped when warning, so a warning points at the user's line
+_INTERNAL = tuple(str(Path(m.__file__).parent) for m in (sys.modules["x_transformers"], torch))
+
+
+def warn_user(message: str) -> None:
+    """``warnings.warn`` attributed to the first caller outside x_transformers and torch: the
+    user's line (so that the default filter shows it once per call site)."""
+    frame, level = sys._getframe(1), 2  # level 1 is warn_user itself
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+@dataclass
+class PromptBatch:
+    """Left-padded prompts: ``tokens`` (b, n); ``mask`` (b, n) True = real token, and
+    ``start_positions`` (b,) index of each row's first real token (both None when no row is
+    padded); ``unbatched`` when a single 1-D prompt was given."""
+
+    tokens: Tensor
+    mask: Tensor | None = None
+    start_positions: Tensor | None = None
+    unbatched: bool = False
+
+
+def left_pad_prompts(
+    prompts: Tensor | Sequence[Tensor], prompt_lens: Tensor | None = None, pad_value: int = 0
+) -> PromptBatch:
+    """A (n,) prompt, a (b, n) batch, a (b, n) batch left-padded with ``prompt_lens`` (b,) real
+    tokens per row, or a list of 1-D prompts of different lengths (left-padded here)."""
+    if isinstance(prompts, (list, tuple)):
+        if prompt_lens is not None:
+            raise ValueError("'prompt_lens' is only for a left-padded tensor, not a list")
+        if not prompts or any(p.ndim != 1 or p.numel() == 0 for p in prompts):
+            shapes = [tuple(p.shape) for p in prompts]
+            raise ValueError(f"a list of prompts must hold non-empty 1-D tensors, got {shapes}")
+        longest = max(p.shape[0] for p in prompts)
+        lens = torch.tensor([p.shape[0] for p in prompts], device=prompts[0].device)
+        padded = [nn.functional.pad(p, (longest - p.shape[0], 0), value=pad_value) for p in prompts]
+        return _with_lens(torch.stack(padded), lens)
+    if prompts.ndim == 1:
+        if prompt_lens is not None:
+            raise ValueError("'prompt_lens' needs a batch of prompts (b, n)")
+        return PromptBatch(prompts[None], unbatched=True)
+    if prompts.ndim < 2 or prompts.shape[1] < 1:
+        raise ValueError(f"prompts must have shape (batch, len >= 1), got {tuple(prompts.shape)}")
+    if prompt_lens is None:
+        return PromptBatch(prompts)
+    lens = torch.as_tensor(prompt_lens, device=prompts.device)
+    if lens.shape != prompts.shape[:1] or lens.min() < 1 or lens.max() > prompts.shape[1]:
+        raise ValueError(
+            f"'prompt_lens' must hold {prompts.shape[0]} lengths in [1, {prompts.shape[1]}], "
+            f"got {lens.tolist()}"
+        )
+    return _with_lens(prompts, lens)
+
+
+def _with_lens(tokens: Tensor, lens: Tensor) -> PromptBatch:
+    length = tokens.shape[1]
+    if bool((lens == length).all()):
+        return PromptBatch(tokens)
+    start_positions = length - lens  # (b,)
+    mask = torch.arange(length, device=tokens.device)[None, :] >= start_positions[:, None]
+    return PromptBatch(tokens, mask, start_positions)
+
+
+def decode_step(net: nn.Module, inputs: Tensor, cache, **layer_inputs) -> Tensor:
+    """Outputs of the last position (b, v) after feeding ``inputs`` (b, n, ...) to ``net`` on top
+    of ``cache``; compile this with a static cache for fast decoding."""
+    return net(inputs, cache=cache, **layer_inputs)[:, -1]
+
+
+def sliding_window_blocker(net: nn.Module) -> str | None:
+    """The keyword that ties positions to the start of the window, if any (then a cache cannot
+    slide past ``max_seq_len`` and the window is recomputed instead)."""
+    if getattr(net, "memory_tokens", None) is not None:
+        return "num_memory_tokens"
+    if getattr(getattr(net, "stem", None), "pos_emb", None) is not None:
+        return "use_abs_pos_emb"
+    return None
+
+
+@contextlib.contextmanager
+def eval_mode(net: nn.Module):
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
+
+
+def make_cache(net: nn.Module, cache_kv: bool, cache_kind: str, capacity: int, where: str):
+    """A fresh cache for ``net``, or None when ``cache_kv`` is off or a feature prevents it (then
+    a warning names the feature)."""
+    if cache_kind not in CACHE_KINDS:
+        raise ValueError(f"cache_kind must be one of {CACHE_KINDS}, got {cache_kind!r}")
+    if not cache_kv:
+        return None
+    blockers = kv_cache_blockers(net)
+    if blockers:
+        warn_user(
+            f"{where}(cache_kv=True) recomputes every step: {', '.join(map(repr, blockers))} "
+            "cannot use the KV cache"
+        )
+        return None
+    return DynamicKVCache() if cache_kind == "dynamic" else StaticKVCache(capacity)
+
+
+class DecodeSession:
+    """The growing sequence of one generation call and how its next outputs are computed.
+
+    Args:
+        net: a wrapper whose forward takes ``(x, mask=, cache=, **layer_inputs)`` and returns
+            (b, n, v); ``seq_start_pos=`` is passed only for left-padded prompts.
+        cache: a fresh cache, or None to recompute every step.
+        window: the longest sequence the model sees (``max_seq_len``).
+        layer_inputs: extra forward keywords given on every call (``context``, ...).
+    """
+
+    def __init__(self, net: nn.Module, cache, window: int, layer_inputs: dict | None = None):
+        self.net, self.cache, self.window = net, cache, window
+        self.layer_inputs = dict(layer_inputs or {})
+        self.history: Tensor | None = None  # (b, n, ...) every position so far
+        self.mask: Tensor | None = None  # (b, n) True = real position
+        self.start_positions: Tensor | None = None  # (b,)
+        self.num_cached = 0  # sequence positions in the cache (memory tokens not counted)
+        self.slide_blocker = sliding_window_blocker(net)
+
+    def prefill(
+        self, inputs: Tensor, mask: Tensor | None = None, start_positions: Tensor | None = None
+    ) -> Tensor:
+        """Start from ``inputs`` (b, n, ...); returns the outputs of the last position."""
+        self.history, self.mask, self.start_positions = inputs, mask, start_positions
+        if self.cache is None:
+            return self._recompute()
+        window, mask, start_positions = self._window()
+        self.num_cached = window.shape[1]
+        return self._forward(window, mask, start_positions, self.cache)
+
+    def step(self, new: Tensor) -> Tensor:
+        """Append ``new`` (b, 1, ...) and return the outputs of the last position."""
+        self.history = torch.cat((self.history, new), dim=1)
+        if self.mask is not None:
+            self.mask = nn.functional.pad(self.mask, (0, new.shape[1]), value=True)
+        if self.cache is not None and self.num_cached + new.shape[1] > self.window:
+            self._make_room(new.shape[1])
+        if self.cache is None:
+            return self._recompute()
+        self.num_cached += new.shape[1]
+        return self._forward(new, None, self.start_positions, self.cache)
+
+    def reorder(self, indices: Tensor) -> None:
+        """Select / repeat batch rows: row r becomes old row ``indices[r]`` (beam search)."""
+        self.history = self.history[indices]
+        if self.mask is not None:
+            self.mask = self.mask[indices]
+        if self.start_positions is not None:
+            self.start_positions = self.start_positions[indices]
+        if self.cache is not None:
+            self.cache.reorder(indices)
+
+    def _make_room(self, num_new: int) -> None:
+        keep = self.window - num_new
+        if isinstance(self.cache, DynamicKVCache) and self.slide_blocker is None and keep > 0:
+            self.cache.keep_last(keep)
+            self.num_cached = keep
+            return
+        reason = self.slide_blocker or "a static cache has a fixed size"
+        warn_user(
+            f"generation past max_seq_len={self.window}: the KV cache cannot slide ({reason}); "
+            "recomputing the last max_seq_len positions every step from here"
+        )
+        self.cache = None
+
+    def _window(self):
+        """The last ``window`` positions, their mask and their start positions."""
+        cut = max(self.history.shape[1] - self.window, 0)
+        mask = None if self.mask is None else self.mask[:, cut:]
+        start_positions = self.start_positions
+        if start_positions is not None and cut > 0:
+            start_positions = (start_positions - cut).clamp(min=0)
+        return self.history[:, cut:], mask, start_positions
+
+    def _recompute(self) -> Tensor:
+        window, mask, start_positions = self._window()
+        return self._forward(window, mask, start_positions, None)
+
+    def _forward(self, inputs, mask, start_positions, cache) -> Tensor:
+        extra = {} if start_positions is None else {"seq_start_pos": start_positions}
+        if cache is None:
+            return self.net(inputs, mask=mask, **extra, **self.layer_inputs)[:, -1]
+        return decode_step(self.net, inputs, cache, mask=mask, **extra, **self.layer_inputs)

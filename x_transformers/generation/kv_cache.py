@@ -1,0 +1,318 @@
+"""The KV cache: keys and values of past positions, kept between forwards so that a decode step
+only projects the new token (as in "Attention Is All You Need", 1706.03762, section 3.2, read
+incrementally; the static layout follows gpt-fast / torchtune).
+
+One protocol, two implementations:
+
+- :class:`DynamicKVCache` grows by concatenation; its position is a Python int. It is the fallback
+  for inherently dynamic uses (sliding windows, beam search, anything of unknown length).
+- :class:`StaticKVCache` is preallocated for ``capacity`` positions; its write position is a
+  tensor advanced in place (no ``.item()``), so a single decode step has static shapes and runs
+  under ``torch.compile(fullgraph=True)``.
+
+The protocol, as the layer stack and the attention blocks use it (duck-typed)::
+
+    span = cache.position_span(n)            # {'offset', 'num_keys', 'key_start'} of this forward
+    mask = cache.visible_keys(x, mask)       # (b, 1, i, j) key mask of this forward, or None
+    slot = cache.slot(index, context=False)  # handed to each attention block, which does:
+    kv_input = slot.pending(kv_input)        #   the inputs whose keys / values are not cached
+    k, v = slot.extend(k, v)                 #   their keys / values (rotated) joined to the cache
+    cache.advance(num_new)                   # once, at the end of the stack forward
+
+A self-attention slot appends the new keys; a context (cross-attention) slot stores the keys of
+the context on the first call and afterwards reports nothing pending (an empty input, which costs
+nothing to project), so the context is projected once.
+
+Each feature that cannot run with a cache declares it on its module: ``supports_kv_cache = False``
+and, to be named in messages, ``kv_cache_keyword = 'shift_tokens'`` (the keyword that turns it
+on; the class name is used otherwise). :func:`kv_cache_blockers` collects them; the stack raises
+one error naming them, and ``generate`` recomputes instead and says once why.
+
+Shape letters: b batch, h (key/value) heads, i queries, j keys, d head dimension.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+KeysValues = tuple[Tensor, Tensor]
+
+
+def kv_cache_blockers(module: nn.Module) -> tuple[str, ...]:
+    """The keywords of every active feature below ``module`` that cannot use the KV cache."""
+    found: list[str] = []
+    for submodule in module.modules():
+        if getattr(submodule, "supports_kv_cache", True):
+            continue
+        name = getattr(submodule, "kv_cache_keyword", type(submodule).__name__)
+        if name not in found:
+            found.append(name)
+    return tuple(found)
+
+
+def check_cache(stack: nn.Module, cache, attn_mask: Tensor | None) -> None:
+    """Raise one clear error when a layer stack cannot run with ``cache``."""
+    if cache is None:
+        return
+    where = type(stack).__name__
+    blockers = kv_cache_blockers(stack)
+    if blockers:
+        raise ValueError(
+            f"{where} cannot use a KV cache: {', '.join(map(repr, blockers))} "
+            "do(es) not support caching; call it without 'cache=' (recompute) instead"
+        )
+    if not stack.causal:
+        raise ValueError(f"a KV cache needs a causal stack (Decoder); {where} is bidirectional")
+    if attn_mask is not None:
+        raise ValueError(
+            f"'attn_mask' of shape {tuple(attn_mask.shape)} cannot be combined with a KV cache; "
+            "use 'mask' (b, n) for padding"
+        )
+
+
+class ContextSlot:
+    """Cross-attention keys / values of the context: computed on the first call, then reused."""
+
+    def __init__(self):
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    def pending(self, inputs: Tensor) -> Tensor:
+        """(b, j, d) context -> itself on the first call, then (b, 0, d)."""
+        return inputs if self.keys is None else inputs[:, :0]
+
+    def extend(self, keys: Tensor, values: Tensor) -> KeysValues:
+        if self.keys is None:
+            self.keys, self.values = keys, values
+        return self.keys, self.values
+
+    def reorder(self, indices: Tensor) -> None:
+        if self.keys is not None:
+            self.keys, self.values = self.keys[indices], self.values[indices]
+
+
+class DynamicSlot:
+    """Self-attention keys / values of one block, grown by concatenation along j."""
+
+    def __init__(self):
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    def pending(self, inputs: Tensor) -> Tensor:
+        return inputs
+
+    def extend(self, keys: Tensor, values: Tensor) -> KeysValues:
+        """keys / values (b, h, n, d) of the new positions -> all of them (b, h, j + n, d)."""
+        if self.keys is not None:
+            keys = torch.cat((self.keys, keys), dim=-2)  # (b, h, j + n, d)
+            values = torch.cat((self.values, values), dim=-2)
+        self.keys, self.values = keys, values
+        return keys, values
+
+    def reorder(self, indices: Tensor) -> None:
+        if self.keys is not None:
+            self.keys, self.values = self.keys[indices], self.values[indices]
+
+    def keep_last(self, num_positions: int) -> None:
+        if self.keys is not None:
+            self.keys = self.keys[..., -num_positions:, :]
+            self.values = self.values[..., -num_positions:, :]
+
+
+class DynamicKVCache:
+    """A KV cache that grows with every forward.
+
+    ``offset`` is the position of the next token (a Python int). After :meth:`keep_last` (a
+    sliding window) fewer keys are stored than ``offset``; stored keys always cover the positions
+    right before ``offset``, so relative positions (rotary, T5, ALiBi) stay exact.
+    """
+
+    def __init__(self):
+        self.slots: dict[int, ContextSlot | DynamicSlot] = {}
+        self.offset = 0
+        self.num_stored = 0
+        # (b, num_stored) True = visible key; None while every stored key is visible
+        self.key_padding: Tensor | None = None
+        # positions before the sequence proper (memory tokens, prepended embeddings), set by
+        # the wrapper on the first forward; absolute positions start after them
+        self.prefix_length = 0
+
+    @property
+    def is_empty(self) -> bool:
+        return self.offset == 0
+
+    def slot(self, index: int, context: bool = False) -> ContextSlot | DynamicSlot:
+        if index not in self.slots:
+            self.slots[index] = ContextSlot() if context else DynamicSlot()
+        return self.slots[index]
+
+    def position_span(self, num_new: int) -> dict:
+        """Where this forward's queries and keys sit (for the position provider): queries from
+        ``offset``, keys ending with the last query (``key_start`` None)."""
+        return {"offset": self.offset, "num_keys": self.num_stored + num_new, "key_start": None}
+
+    def visible_keys(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        """Record the key-padding mask (b, n) of the new positions; return the key mask
+        (b, 1, 1, stored + n) of this forward, or None when every key is visible (causality is
+        added by the attention, bottom-right aligned)."""
+        batch, num_new = x.shape[:2]
+        if mask is None and self.key_padding is None:
+            return None
+        if mask is None:
+            mask = torch.ones(batch, num_new, dtype=torch.bool, device=x.device)
+        past = self.key_padding
+        if past is None:
+            past = torch.ones(batch, self.num_stored, dtype=torch.bool, device=x.device)
+        self.key_padding = torch.cat((past, mask), dim=1)  # (b, stored + n)
+        return self.key_padding[:, None, None, :]
+
+    def advance(self, num_new: int) -> None:
+        self.offset += num_new
+        self.num_stored += num_new
+
+    def reorder(self, indices: Tensor) -> None:
+        """Select / repeat batch rows (beam search): row r becomes old row ``indices[r]``."""
+        for slot in self.slots.values():
+            slot.reorder(indices)
+        if self.key_padding is not None:
+            self.key_padding = self.key_padding[indices]
+
+    def keep_last(self, num_positions: int) -> None:
+        """Slide the window: keep only the keys of the last ``num_positions`` positions."""
+        if num_positions < 1:
+            raise ValueError(f"keep_last needs num_positions >= 1, got {num_positions}")
+        if self.prefix_length > 0:
+            raise ValueError(
+                "cannot slide a cache whose sequence starts with memory tokens or prepended "
+                f"embeddings (prefix_length={self.prefix_length})"
+            )
+        for slot in self.slots.values():
+            if isinstance(slot, DynamicSlot):
+                slot.keep_last(num_positions)
+        if self.key_padding is not None:
+            self.key_padding = self.key_padding[:, -num_positions:]
+        self.num_stored = min(self.num_stored, num_positions)
+
+
+class StaticSlot:
+    """Self-attention keys / values of one block in a preallocated (b, h, capacity, d) buffer,
+    written at the cache's write positions."""
+
+    def __init__(self, cache: StaticKVCache):
+        self.cache = cache
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    def pending(self, inputs: Tensor) -> Tensor:
+        return inputs
+
+    def extend(self, keys: Tensor, values: Tensor) -> KeysValues:
+        """keys / values (b, h, n, d) of the new positions -> the buffers (b, h, capacity, d)."""
+        if self.keys is None:  # allocated lazily: batch, heads and dtype follow the model
+            self.keys = self._buffer_like(keys)
+            self.values = self._buffer_like(values)
+        positions = self.cache.write_positions(keys.shape[-2])
+        self.keys.index_copy_(2, positions, keys)
+        self.values.index_copy_(2, positions, values)
+        return self.keys, self.values
+
+    def reorder(self, indices: Tensor) -> None:
+        if self.keys is not None:
+            self.keys, self.values = self.keys[indices], self.values[indices]
+
+    def _buffer_like(self, new: Tensor) -> Tensor:
+        """(b, h, n, d) -> zeros (b, h, capacity, d)."""
+        batch, heads, _, dim = new.shape
+        return new.new_zeros(batch, heads, self.cache.capacity, dim)
+
+
+class StaticKVCache:
+    """A KV cache preallocated for ``capacity`` positions (memory tokens included).
+
+    ``offset`` is a 0-d int64 tensor: the write position, advanced in place. Every forward sees
+    all ``capacity`` keys; those not written yet are masked, so the shapes of a decode step never
+    change and the step compiles once.
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"StaticKVCache needs capacity >= 1, got {capacity}")
+        self.capacity = capacity
+        self.slots: dict[int, ContextSlot | StaticSlot] = {}
+        self.offset = torch.zeros((), dtype=torch.long)
+        self.key_padding: Tensor | None = None  # (b, capacity), False until written
+        self.prefix_length = 0
+        self.is_empty = True  # a Python flag: only flips on the first (eager) forward
+
+    def slot(self, index: int, context: bool = False) -> ContextSlot | StaticSlot:
+        if index not in self.slots:
+            self.slots[index] = ContextSlot() if context else StaticSlot(self)
+        return self.slots[index]
+
+    def position_span(self, num_new: int) -> dict:
+        """Where this forward's queries and keys sit (for the position provider): queries from
+        the write position; the keys are the whole buffer, whose slot j holds position j."""
+        return {"offset": self.offset, "num_keys": self.capacity, "key_start": 0}
+
+    def write_positions(self, num_new: int) -> Tensor:
+        return self.offset + torch.arange(num_new, device=self.offset.device)
+
+    def visible_keys(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """Record the key-padding mask (b, n) of the new positions; return the key mask
+        (b, 1, n, capacity): written, not padded, and causal by position."""
+        batch, num_new = x.shape[:2]
+        if self.key_padding is None:
+            self.offset = self.offset.to(x.device)
+            self.key_padding = torch.zeros(batch, self.capacity, dtype=torch.bool, device=x.device)
+        if mask is None:
+            mask = torch.ones(batch, num_new, dtype=torch.bool, device=x.device)
+        query_positions = self.write_positions(num_new)
+        self.key_padding.index_copy_(1, query_positions, mask)
+        key_positions = torch.arange(self.capacity, device=x.device)
+        causal = key_positions[None, :] <= query_positions[:, None]  # (n, capacity)
+        return self.key_padding[:, None, None, :] & causal
+
+    def advance(self, num_new: int) -> None:
+        self.offset.add_(num_new)
+        if self.is_empty:
+            self.is_empty = False
+
+    def reorder(self, indices: Tensor) -> None:
+        """Select / repeat batch rows (beam search): row r becomes old row ``indices[r]``."""
+        for slot in self.slots.values():
+            slot.reorder(indices)
+        if self.key_padding is not None:
+            self.key_padding = self.key_padding[indices]
+
+
+def resolve_cache(cache, stack: nn.Module, *, record: bool, prepend_embeds: Tensor | None):
+    """The cache a wrapper's forward uses: the one given (or held by the intermediates of an
+    earlier forward, as in ``logits, cache = model(x, return_intermediates=True)``), or a fresh
+    :class:`DynamicKVCache` when ``record`` asks for one and the stack can be cached."""
+    if cache is not None and not isinstance(cache, (DynamicKVCache, StaticKVCache)):
+        held = getattr(cache, "cache", None)
+        if held is None:
+            raise ValueError(
+                f"'cache' must be a KV cache or the intermediates of a forward that recorded one "
+                f"(a Decoder without features that prevent caching); got {type(cache).__name__} "
+                "without a cache"
+            )
+        cache = held
+    if cache is None and record and stack.causal and not kv_cache_blockers(stack):
+        cache = DynamicKVCache()
+    if cache is not None and prepend_embeds is not None and not cache.is_empty:
+        raise ValueError(
+            "'prepend_embeds' can only be given on the first forward of a KV cache (they are "
+            "already cached)"
+        )
+    return cache
+
+
+def sequence_offset(cache, seq_start_pos: Tensor | None) -> int | Tensor:
+    """Absolute position of the first new token: what the cache holds after its prefix (memory
+    tokens, prepended embeddings), minus each row's start for left-padded prompts ((b, 1))."""
+    offset = 0 if cache is None or cache.is_empty else cache.offset - cache.prefix_length
+    if seq_start_pos is not None:
+        offset = offset - seq_start_pos.reshape(-1, 1)  # (b, 1)
+    return offset

@@ -1,0 +1,144 @@
+"""Rotary position embedding ("RoFormer", 2104.09864) with the optional xPos decay ("A
+Length-Extrapolatable Transformer", 2212.10554).
+
+Rotary treats feature pairs of each head as complex numbers and multiplies them by
+``exp(i * p * theta_k)``, ``theta_k = base^(-2k / r)``, so that ``q_m . k_n`` depends on ``m - n``
+only. Pairs are split by halves, ``(x_k, x_{k + r/2})`` (the GPT-NeoX / Llama layout); with
+``rotary_emb_dim = r < dim_head`` only the first ``r`` features of each head rotate (partial
+rotary) and the rest pass through.
+
+xPos additionally scales query features by ``zeta_k^(m / scale_base)`` and key features by
+``zeta_k^(-n / scale_base)``, ``zeta_k = (k / (r/2) + 0.4) / 1.4``, so that scores decay like
+``zeta^((m - n) / scale_base)`` with distance. Positions count from 0 without re-centring, so
+keys scaled once stay valid in a KV cache; the scale is folded into the cosines and sines, which
+makes xPos free at attention time. (In fp16, keys at positions beyond ~8 * scale_base can overflow;
+bf16 and fp32 have the range.)
+
+Everything is computed in float32 at least (float64 for a float64 model), with autocast off.
+
+Shape letters: b batch, h heads, n / i / j positions, d head features, r rotated features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .span import PositionSpan
+
+XPOS_GAMMA = 0.4
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """``[x1, x2] -> [-x2, x1]`` on the last dimension: multiplication by ``i`` of the complex
+    numbers ``x1 + i x2``."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the first ``r = cos.shape[-1]`` features of x (..., n, d) by cos/sin (n, r); the
+    rotation runs in the dtype of cos/sin (>= float32) and the result has x's dtype."""
+    rotated_dim = cos.shape[-1]
+    compute_dtype = torch.promote_types(x.dtype, cos.dtype)
+    rotated = x[..., :rotated_dim].to(compute_dtype)
+    rotated = (rotated * cos + rotate_half(rotated) * sin).to(x.dtype)
+    if rotated_dim == x.shape[-1]:
+        return rotated
+    return torch.cat((rotated, x[..., rotated_dim:]), dim=-1)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Cosines and sines (xPos scale folded in) of one :class:`PositionSpan`: query-side at the
+    query positions (i, r), key-side at the query positions (i, r) and at the key positions
+    (j, r). Without xPos the two sides are the same tensors."""
+
+    query_cos: Tensor
+    query_sin: Tensor
+    key_cos_at_queries: Tensor
+    key_sin_at_queries: Tensor
+    key_cos: Tensor
+    key_sin: Tensor
+
+    def rotate_queries(self, q: Tensor) -> Tensor:
+        """q (b, h, i, d) at the span's query positions."""
+        return apply_rotation(q, self.query_cos, self.query_sin)
+
+    def rotate_keys(self, k: Tensor) -> Tensor:
+        """k (b, h, n, d): the keys computed in this call. All j keys of the span (a plain
+        forward, XL memories + input) take the key positions; fewer (the new keys of a KV cache)
+        are the newest ones and sit at the last n query positions."""
+        n, num_keys = k.shape[-2], self.key_cos.shape[0]
+        if n == num_keys:
+            return apply_rotation(k, self.key_cos, self.key_sin)
+        if n > self.query_cos.shape[0]:
+            raise ValueError(
+                f"{n} keys to rotate, but the position span has {num_keys} keys and "
+                f"{self.query_cos.shape[0]} queries; pass the keys of the span or only new ones"
+            )
+        return apply_rotation(k, self.key_cos_at_queries[-n:], self.key_sin_at_queries[-n:])
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary frequencies for ``dim`` rotated features per head (no parameters).
+
+    Args:
+        dim: rotated features per head (even).
+        theta: base of the frequencies.
+        xpos_scale_base: turn on the xPos decay with this scale base (None: plain rotary).
+    """
+
+    supports_offset = True  # computed from explicit positions
+
+    def __init__(self, dim: int, theta: float = 10000.0, xpos_scale_base: float | None = None):
+        super().__init__()
+        if dim < 2 or dim % 2:
+            raise ValueError(f"the rotary dimension must be even and >= 2, got {dim}")
+        self.dim, self.theta, self.xpos_scale_base = dim, theta, xpos_scale_base
+
+    def frequencies(self, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """(r / 2,) angular frequencies ``theta^(-2k / r)``."""
+        exponents = torch.arange(0, self.dim, 2, device=device, dtype=dtype) / self.dim
+        return self.theta**-exponents
+
+    def xpos_zeta(self, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """(r / 2,) per-pair decay bases ``(k / (r/2) + gamma) / (1 + gamma)`` of xPos."""
+        k = torch.arange(0, self.dim, 2, device=device, dtype=dtype) / self.dim
+        return (k + XPOS_GAMMA) / (1 + XPOS_GAMMA)
+
+    def angles(self, positions: Tensor) -> Tensor:
+        """(n,) float positions -> (n, r) angles, repeated for the two halves."""
+        frequencies = self.frequencies(positions.device, positions.dtype)
+        angles = positions[:, None] * frequencies[None, :]  # (n, r/2), elementwise: no autocast
+        return torch.cat((angles, angles), dim=-1)
+
+    def xpos_scale(self, positions: Tensor) -> Tensor:
+        """(n,) float positions -> (n, r) ``zeta^(p / scale_base)``."""
+        zeta = self.xpos_zeta(positions.device, positions.dtype)
+        scale = zeta[None, :] ** (positions[:, None] / self.xpos_scale_base)  # (n, r/2)
+        return torch.cat((scale, scale), dim=-1)
+
+    def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Rotation:
+        query_positions = span.query_positions(device, dtype)
+        key_positions = span.key_positions(device, dtype)
+        query_angles, key_angles = self.angles(query_positions), self.angles(key_positions)
+        query_cos, query_sin = query_angles.cos(), query_angles.sin()
+        key_cos, key_sin = key_angles.cos(), key_angles.sin()
+        if self.xpos_scale_base is None:
+            return Rotation(query_cos, query_sin, query_cos, query_sin, key_cos, key_sin)
+        query_scale = self.xpos_scale(query_positions)  # keys take the reciprocal
+        key_scale = self.xpos_scale(key_positions)
+        return Rotation(
+            query_cos * query_scale,
+            query_sin * query_scale,
+            query_cos / query_scale,
+            query_sin / query_scale,
+            key_cos / key_scale,
+            key_sin / key_scale,
+        )
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, theta={self.theta}, xpos_scale_base={self.xpos_scale_base}"

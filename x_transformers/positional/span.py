@@ -1,0 +1,84 @@
+"""Where the queries and keys of one attention call sit: two contiguous ranges of positions.
+
+Every positional scheme is computed from a :class:`PositionSpan`, never from tensor shapes alone,
+so a KV cache or Transformer-XL memory shifts positions by giving an explicit offset:
+
+- queries occupy ``query_start .. query_start + num_queries - 1``;
+- keys occupy ``key_start .. key_start + num_keys - 1``.
+
+By default the keys end with the last query (the queries are the newest positions), which is the
+layout of a plain forward (offset 0), of a growing KV cache (offset = cached length, keys =
+cached + new) and of XL memories (offset = memory length). Starts may be Python ints or 0-d
+integer tensors (a static cache's write position), so nothing here syncs with the host.
+
+Shape letters: i queries, j keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class PositionSpan:
+    """Contiguous query and key positions of one attention call."""
+
+    num_queries: int
+    num_keys: int
+    query_start: int | Tensor = 0
+    key_start: int | Tensor = 0
+
+    @classmethod
+    def for_lengths(
+        cls,
+        num_queries: int,
+        num_keys: int | None = None,
+        offset: int | Tensor = 0,
+        key_start: int | Tensor | None = None,
+    ) -> PositionSpan:
+        """Queries at ``offset + arange(num_queries)``; ``num_keys`` defaults to every position
+        up to the last query (``offset + num_queries``); keys end with the last query unless
+        ``key_start`` says otherwise."""
+        if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 1:
+            raise ValueError(f"num_queries must be a positive int, got {num_queries!r}")
+        if num_keys is None:
+            if isinstance(offset, Tensor):
+                raise ValueError("num_keys must be given when the offset is a tensor")
+            num_keys = offset + num_queries
+        if isinstance(num_keys, bool) or not isinstance(num_keys, int) or num_keys < 1:
+            raise ValueError(f"num_keys must be a positive int, got {num_keys!r}")
+        if key_start is None:
+            key_start = offset + num_queries - num_keys
+        return cls(num_queries, num_keys, offset, key_start)
+
+    @property
+    def delta(self) -> int | Tensor:
+        """Position of the first query minus position of the first key."""
+        return self.query_start - self.key_start
+
+    def query_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
+        """(i,) positions of the queries."""
+        return (torch.arange(self.num_queries, device=device) + self.query_start).to(dtype)
+
+    def key_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
+        """(j,) positions of the keys."""
+        return (torch.arange(self.num_keys, device=device) + self.key_start).to(dtype)
+
+    def distances(self, device: torch.device) -> Tensor:
+        """(i, j) integer ``query_position - key_position``: positive when the key is earlier."""
+        query = torch.arange(self.num_queries, device=device)
+        key = torch.arange(self.num_keys, device=device)
+        return query[:, None] - key[None, :] + self.delta
+
+    def distinct_distances(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The ``i + j - 1`` distinct distances (ascending) and the (i, j) index of each entry of
+        :meth:`distances` into them; lets a scheme evaluate something per distance, not per
+        (query, key) pair."""
+        values = torch.arange(-(self.num_keys - 1), self.num_queries, device=device) + self.delta
+        query = torch.arange(self.num_queries, device=device)
+        key = torch.arange(self.num_keys, device=device)
+        index = query[:, None] - key[None, :] + (self.num_keys - 1)
+        return values, index
