@@ -106,8 +106,17 @@ def trained_run(tmp_path_factory, text_file) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = main(["train", "--config", str(config), "--data", str(text_file),
-                     "--out", str(folder / "run")])
+        code = main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--data",
+                str(text_file),
+                "--out",
+                str(folder / "run"),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     assert code == 0

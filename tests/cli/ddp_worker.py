@@ -1,6 +1,6 @@
 """Run by ``torchrun`` in test_distributed.py: train with DDP, then save this rank's weights.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/cli/ddp_worker.py CONFIG DATA OUT
+python -m torch.distributed.run --nproc_per_node 2 tests/cli/ddp_worker.py CONFIG DATA OUT
 """
 
 from __future__ import annotations

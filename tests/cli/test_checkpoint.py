@@ -25,7 +25,7 @@ from x_transformers.cli.checkpoint import (
     read_manifest,
     save_checkpoint,
 )
-from x_transformers.cli.errors import CheckpointError
+from x_transformers.cli.errors import CheckpointError, CLIError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,8 +121,12 @@ KILLED_MID_WRITE = textwrap.dedent(
 
 def test_a_process_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path)], env=env,
-                          capture_output=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert done.returncode == -9, done.stderr.decode()
     leftovers = list((tmp_path / "checkpoints").glob(".tmp-*"))
     assert leftovers and (leftovers[0] / MODEL_FILE).exists()
@@ -152,3 +156,10 @@ def test_resume_reports_a_corrupt_manifest(cli, trained_run, tmp_path):
     manifest.write_text(json.dumps({"format": "something else"}))
     code, _, err = cli("train", "--resume", run)
     assert code == 2 and "unknown checkpoint format 'something else'" in err
+
+
+def test_a_missing_safetensors_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(CLIError, match=r"pip install 'x-transformers\[cli\]'"):
+        save(tmp_path, 1)

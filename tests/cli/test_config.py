@@ -46,7 +46,9 @@ def test_unknown_library_keyword_names_file_key_and_suggestion(tmp_path):
 
 
 def test_unknown_wrapper_keyword_is_reported_for_the_wrapper_section(tmp_path):
-    path = write(tmp_path, TINY_CONFIG.replace("max_seq_len = 32", "max_seq_len = 32\nemb_dropot = 0.1"))
+    path = write(
+        tmp_path, TINY_CONFIG.replace("max_seq_len = 32", "max_seq_len = 32\nemb_dropot = 0.1")
+    )
     message = config_error(path)
     assert f"{path}: [wrapper] emb_dropot" in message and "emb_dropout" in message
 
@@ -142,7 +144,7 @@ def test_yaml_without_pyyaml_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path, config_file):
-    config = load(config_file, ["train.sample_prompt=say \"hi\"\n"])
+    config = load(config_file, ['train.sample_prompt=say "hi"\n'])
     path = write(tmp_path, to_toml(config), name="again.toml")
     assert load(path).to_dict() == config.to_dict()
 

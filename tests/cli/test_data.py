@@ -81,7 +81,9 @@ def test_a_large_corpus_is_memory_mapped_not_read(tmp_path):
         handle.truncate(512 << 20)
 
     def resident_mib():
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+        return (
+            int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+        )
 
     before = resident_mib()
     tokens = memory_map(path)

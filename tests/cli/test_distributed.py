@@ -23,10 +23,21 @@ pytestmark = pytest.mark.skipif(
 
 
 def torchrun(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-           "XTRANSFORMERS_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", *args]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "XTRANSFORMERS_CACHE": str(tmp_path / "cache"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        *args,
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -36,10 +47,14 @@ def train_records(run: Path) -> list[dict]:
     return [r for r in read_metrics(run / METRICS_FILE) if "loss" in r]
 
 
-@pytest.mark.slow
 def test_ddp_replicas_stay_identical(tmp_path, config_file, text_file):
-    torchrun(str(ROOT / "tests" / "cli" / "ddp_worker.py"), str(config_file), str(text_file),
-             str(tmp_path), tmp_path=tmp_path)
+    torchrun(
+        str(ROOT / "tests" / "cli" / "ddp_worker.py"),
+        str(config_file),
+        str(text_file),
+        str(tmp_path),
+        tmp_path=tmp_path,
+    )
     rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
     assert rank0.keys() == rank1.keys()
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
@@ -51,16 +66,40 @@ def test_ddp_replicas_stay_identical(tmp_path, config_file, text_file):
     assert records[-1]["tokens"] == 40 * 2 * 8 * 32  # steps x ranks x batch x seq_len
 
 
-@pytest.mark.slow
-def test_fsdp_resumes_and_its_checkpoint_loads_in_one_process(cli, tmp_path, config_file,
-                                                              text_file):
+def test_fsdp_resumes_and_its_checkpoint_loads_in_one_process(
+    cli, tmp_path, config_file, text_file
+):
     run = tmp_path / "run"
-    torchrun("-m", "x_transformers.cli", "train", "--fsdp", "--config", str(config_file),
-             "--data", str(text_file), "--out", str(run), "--set", "train.steps=20",
-             "--device", "cpu", "--stop-at", "10", tmp_path=tmp_path)
+    torchrun(
+        "-m",
+        "x_transformers.cli",
+        "train",
+        "--fsdp",
+        "--config",
+        str(config_file),
+        "--data",
+        str(text_file),
+        "--out",
+        str(run),
+        "--set",
+        "train.steps=20",
+        "--device",
+        "cpu",
+        "--stop-at",
+        "10",
+        tmp_path=tmp_path,
+    )
     assert [p.name for p in list_checkpoints(run)] == ["step-00000010"]
-    done = torchrun("-m", "x_transformers.cli", "train", "--resume", str(run), "--device", "cpu",
-                    tmp_path=tmp_path)
+    done = torchrun(
+        "-m",
+        "x_transformers.cli",
+        "train",
+        "--resume",
+        str(run),
+        "--device",
+        "cpu",
+        tmp_path=tmp_path,
+    )
     assert "resuming at step 10" in done.stdout and "random streams restart" not in done.stdout
     manifest = read_manifest(find_checkpoint(run))
     assert manifest["step"] == 20 and manifest["config"]["train"]["parallel"] == "fsdp"

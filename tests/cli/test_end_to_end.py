@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -28,13 +29,25 @@ def test_training_lowers_the_loss_below_the_unigram_baseline(trained_run, text_f
 
 
 def test_sample_continues_the_prompt(cli, trained_run):
-    code, out, err = cli("sample", trained_run, "--prompt", "The cat", "--length", "40",
-                         "--num-samples", "2", "--top-p", "0.9")
+    code, out, err = cli(
+        "sample",
+        trained_run,
+        "--prompt",
+        "The cat",
+        "--length",
+        "40",
+        "--num-samples",
+        "2",
+        "--top-p",
+        "0.9",
+    )
     assert code == 0, err
     samples = out.split("\n" + "-" * 40 + "\n")
     assert len(samples) == 2 and all(s.startswith("The cat") for s in samples)
-    greedy = [cli("sample", trained_run, "--prompt", "The", "--temperature", "0", "--seed", seed)
-              for seed in ("1", "2")]
+    greedy = [
+        cli("sample", trained_run, "--prompt", "The", "--temperature", "0", "--seed", seed)
+        for seed in ("1", "2")
+    ]
     assert greedy[0] == greedy[1]
 
 
@@ -71,8 +84,17 @@ def test_eval_defaults_to_the_validation_split(cli, trained_run):
 
 
 def test_progress_lines_when_stdout_is_not_a_terminal(cli, config_file, text_file, tmp_path):
-    code, out, _ = cli("train", "--config", config_file, "--data", text_file,
-                       "--out", tmp_path / "run", "--set", "train.steps=20")
+    code, out, _ = cli(
+        "train",
+        "--config",
+        config_file,
+        "--data",
+        text_file,
+        "--out",
+        tmp_path / "run",
+        "--set",
+        "train.steps=20",
+    )
     assert code == 0
     lines = [line for line in out.splitlines() if line.startswith("step ") and "tok/s" in line]
     assert [line.split()[1] for line in lines] == ["10/20", "20/20"]
@@ -91,3 +113,18 @@ def test_a_finished_run_has_nothing_left_to_do(cli, trained_run, tmp_path):
     shutil.copytree(trained_run, run)
     code, out, _ = cli("train", "--resume", run)
     assert code == 0 and "nothing to do" in out
+
+
+def test_curves_are_drawn_when_matplotlib_is_installed(trained_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    from x_transformers.cli.plot import plot_curves
+
+    png = plot_curves(trained_run / METRICS_FILE, tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (trained_run / "curves.png").is_file()  # the run drew its own at the end
+
+
+def test_long_prompts_slide_the_window(cli, trained_run):
+    prompt = "The cat sat on the mat. " * 4  # longer than max_seq_len = 32
+    code, out, err = cli("sample", trained_run, "--prompt", prompt, "--length", "40")
+    assert code == 0 and out.startswith(prompt) and len(out.encode()) >= len(prompt) + 40, err

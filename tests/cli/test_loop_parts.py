@@ -6,6 +6,7 @@ import io
 import math
 
 import pytest
+import torch
 
 from x_transformers import Decoder, TransformerWrapper
 from x_transformers.cli.optim import learning_rate, make_optimizer
@@ -29,7 +30,9 @@ def test_no_warmup_starts_at_the_peak():
 
 
 def test_weight_decay_applies_to_matrices_only():
-    net = TransformerWrapper(num_tokens=256, max_seq_len=8, attn_layers=Decoder(dim=16, depth=1, heads=2))
+    net = TransformerWrapper(
+        num_tokens=256, max_seq_len=8, attn_layers=Decoder(dim=16, depth=1, heads=2)
+    )
     optimizer = make_optimizer(net, TrainSettings(weight_decay=0.3))
     decayed, kept = optimizer.param_groups
     assert decayed["weight_decay"] == 0.3 and kept["weight_decay"] == 0.0
@@ -87,3 +90,10 @@ def test_time_left_counts_only_this_sessions_steps():
     progress = Progress(100, start=90, stream=io.StringIO(), interactive=False, clock=FakeClock())
     progress.update(91, loss=1.0, lr=1.0, tokens=1, seconds=3.0)
     assert progress.line(1.0, 1.0).endswith("< 0:27")  # 9 steps left at 3 s each
+
+
+def test_samples_are_made_safe_for_a_terminal():
+    from x_transformers.cli.evaluate import decode, printable
+
+    text = decode(torch.tensor([104, 105, 10, 9, 27, 91, 50, 74, 0xC3, 0xA9, 0xFF, 13]))
+    assert printable(text) == "hi\n\t\ufffd[2Jé\ufffd\ufffd"

@@ -67,10 +67,12 @@ def test_grouped_l2_norm_normalises_each_group():
 
 
 def test_legacy_spelling_sets_the_papers_initial_scale():
-    with pytest.warns(DeprecationWarning, match="use_qk_norm_attn"):
+    with pytest.warns(DeprecationWarning) as caught:
         stack = Decoder(
             dim=DIM, depth=1, heads=HEADS, use_qk_norm_attn=True, qk_norm_attn_seq_len=64
         )
+    messages = " ".join(str(w.message) for w in caught)
+    assert "'use_qk_norm_attn'" in messages and "'qk_norm_attn_seq_len'" in messages
     query_norm = stack.blocks[0].branch.query_norm
     assert query_norm.scale.item() == pytest.approx(math.log2(64**2 - 64))
     assert stack.blocks[0].branch.attend.scale == 1.0

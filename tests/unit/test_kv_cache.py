@@ -166,3 +166,29 @@ def test_sequence_offset_counts_tokens_after_the_prefix():
     assert sequence_offset(cache, None) == 5
     per_row = sequence_offset(cache, torch.tensor([0, 3]))
     assert per_row.tolist() == [[5], [2]]
+
+
+def test_dynamic_slot_grows_geometrically_and_appends_in_place():
+    slot = DynamicKVCache().slot(0)
+    slot.extend(keys(n=3), keys(n=3))
+    capacities = []
+    for step in range(3, 12):
+        slot.extend(keys(start=step), keys(start=step))
+        capacities.append(slot.key_buffer.shape[-2])
+    assert capacities == [6, 6, 6, 12, 12, 12, 12, 12, 12]  # doubles when full
+    assert slot.keys[0, 0, :, 0].tolist() == [float(p) for p in range(12)]
+
+
+def test_a_cached_continuation_backpropagates_like_the_full_forward():
+    torch.manual_seed(0)
+    net = TransformerWrapper(num_tokens=10, max_seq_len=8, attn_layers=Decoder(dim=16, depth=2))
+    net = net.double()
+    x = torch.randint(0, 10, (2, 7))
+    net(x).pow(2).sum().backward()
+    expected = {name: p.grad.clone() for name, p in net.named_parameters()}
+    net.zero_grad()
+    first, cache = net(x[:, :4], return_intermediates=True)
+    rest = net(x[:, 4:], cache=cache)
+    torch.cat((first, rest), dim=1).pow(2).sum().backward()
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-9, atol=1e-9)

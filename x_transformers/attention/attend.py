@@ -155,7 +155,8 @@ class Attend(nn.Module):
         use_builtin_causal = (
             self.causal and mask is None and bias is None and num_queries == num_keys
         )
-        if self.causal and not use_builtin_causal:
+        # a single query is the newest position and sees every key: no causal mask (decoding)
+        if self.causal and not use_builtin_causal and num_queries > 1:
             mask = combine_masks(mask, causal_mask(num_queries, num_keys, q.device))
 
         row_has_key = None

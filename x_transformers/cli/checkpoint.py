@@ -110,7 +110,10 @@ def save_checkpoint(
     files = {}
     for name in (MODEL_FILE, STATE_FILE):
         _fsync(temporary / name)
-        files[name] = {"bytes": (temporary / name).stat().st_size, "sha256": _sha256(temporary / name)}
+        files[name] = {
+            "bytes": (temporary / name).stat().st_size,
+            "sha256": _sha256(temporary / name),
+        }
     manifest = {"format": FORMAT, "step": step, "saved_at": time.time(), "files": files, **info}
     (temporary / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     _fsync(temporary / MANIFEST_FILE)
@@ -181,8 +184,11 @@ def check_fits(model: nn.Module, state: dict[str, Tensor], source: Path) -> None
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     missing, unexpected = sorted(expected.keys() - found), sorted(found.keys() - expected)
-    wrong = [f"{n}: {found[n]} vs model {expected[n]}" for n in expected.keys() & found.keys()
-             if found[n] != expected[n]]
+    wrong = [
+        f"{n}: {found[n]} vs model {expected[n]}"
+        for n in expected.keys() & found.keys()
+        if found[n] != expected[n]
+    ]
     if missing or unexpected or wrong:
         raise CheckpointError(
             f"{source} does not fit the model built from its configuration: "

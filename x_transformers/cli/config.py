@@ -150,7 +150,10 @@ def resolve(
     raw: dict[str, Any], origin: str, overrides: list[str] = (), name: str = "run"
 ) -> RunConfig:
     """Check the sections, apply ``--set`` overrides, parse the train and data settings."""
-    raw = {section: dict(values) if isinstance(values, dict) else values for section, values in raw.items()}
+    raw = {  # an empty YAML section reads as None
+        section: {} if values is None else dict(values) if isinstance(values, dict) else values
+        for section, values in raw.items()
+    }
     origins: dict[tuple[str, str | None], str] = {}
     for section, values in raw.items():
         _check_section(section, values, origin)
@@ -196,8 +199,8 @@ def _check_wrapper_section(config: RunConfig, origin: str) -> None:
     if not _is_int(num_tokens) or num_tokens < BYTE_VOCAB_SIZE:
         where = config.origins.get(("wrapper", "num_tokens"), origin)
         raise ConfigError(
-            f"{where}: [wrapper] num_tokens: byte-level tokens need an integer >= {BYTE_VOCAB_SIZE}, "
-            f"got {num_tokens!r}"
+            f"{where}: [wrapper] num_tokens: byte-level tokens need an integer >= "
+            f"{BYTE_VOCAB_SIZE}, got {num_tokens!r}"
         )
     if not _is_int(max_seq_len) or max_seq_len < 1:
         where = config.origins.get(("wrapper", "max_seq_len"), origin)

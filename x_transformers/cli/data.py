@@ -108,6 +108,11 @@ def _copy_source(path: Path, out: BinaryIO) -> None:
         raise DataError(f"cannot read {path}: {error}") from error
 
 
+def _concatenate(files: list[Path], out: BinaryIO) -> None:
+    for path in files:
+        _copy_source(path, out)
+
+
 def _is_text(path: Path) -> bool:
     if path.suffix == ".gz":
         return True
@@ -139,7 +144,7 @@ def corpus_file(path: str) -> tuple[Path, str]:
         stamp = [f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
         dest = cache_dir() / f"folder-{source.name}-{_digest(stamp)}.txt"
         if not dest.is_file():
-            _write_atomically(dest, lambda out: [_copy_source(p, out) for p in files])
+            _write_atomically(dest, lambda out: _concatenate(files, out))
         return dest, f"{path} ({len(files)} files)"
     if source.suffix == ".gz":
         stat = source.stat()
@@ -215,8 +220,15 @@ class TrainBatches:
     The shard of rank r is the r-th of ``world_size`` equal contiguous parts; batches are a pure
     function of (seed, rank, step, micro), so nothing about the data order needs saving."""
 
-    def __init__(self, tokens: Tensor, seq_len: int, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1):
+    def __init__(
+        self,
+        tokens: Tensor,
+        seq_len: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         shard = len(tokens) // world_size
         self.tokens = tokens[rank * shard : (rank + 1) * shard]
         self.window, self.batch_size = seq_len + 1, batch_size
@@ -229,8 +241,9 @@ class TrainBatches:
 
     def batch(self, step: int, micro: int) -> Tensor:
         generator = torch.Generator().manual_seed(_seed_of(self.seed, self.rank, step, micro))
-        starts = torch.randint(0, len(self.tokens) - self.window + 1, (self.batch_size,),
-                               generator=generator)
+        starts = torch.randint(
+            0, len(self.tokens) - self.window + 1, (self.batch_size,), generator=generator
+        )
         index = starts[:, None] + torch.arange(self.window)  # (b, window)
         return self.tokens[index].long()
 
@@ -239,8 +252,7 @@ def eval_windows(num_tokens: int, seq_len: int) -> list[tuple[int, int]]:
     """(start, length) windows with stride ``seq_len`` and length up to ``seq_len + 1``: each byte
     after the first is predicted exactly once."""
     return [
-        (start, min(seq_len + 1, num_tokens - start))
-        for start in range(0, num_tokens - 1, seq_len)
+        (start, min(seq_len + 1, num_tokens - start)) for start in range(0, num_tokens - 1, seq_len)
     ]
 
 

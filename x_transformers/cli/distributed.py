@@ -74,7 +74,10 @@ def setup(requested_device: str | None, parallel: str) -> Environment:
 
 
 def teardown(env: Environment) -> None:
+    """Leave the process group together: a rank that destroys it while another still uses it
+    (rank 0 writing logs) can abort in gloo's teardown."""
     if env.is_distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import unicodedata
 import warnings
 from dataclasses import dataclass
 
@@ -74,6 +75,14 @@ def decode(tokens: Tensor) -> str:
     """Byte tokens to text; ids beyond a byte (a vocabulary > 256) become U+FFFD."""
     data = bytes(t if t < BYTE_VOCAB_SIZE else 0xFF for t in tokens.tolist())
     return data.decode("utf-8", errors="replace")
+
+
+def printable(text: str) -> str:
+    """Text safe to show on a terminal: control characters other than newline and tab (an
+    untrained model emits escape sequences too) become U+FFFD."""
+    return "".join(
+        "\ufffd" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text
+    )
 
 
 @torch.no_grad()

@@ -41,22 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model (or resume a run)")
     source = train.add_mutually_exclusive_group()
-    source.add_argument("--preset", help=f"a shipped config: {', '.join(preset_names())} "
-                        "(default: tiny)")
+    source.add_argument(
+        "--preset", help=f"a shipped config: {', '.join(preset_names())} (default: tiny)"
+    )
     source.add_argument("--config", help="a TOML or YAML file of the library's keywords")
     source.add_argument("--resume", metavar="RUN", help="continue a run folder (or checkpoint)")
-    train.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="SECTION.KEY=VALUE", help="override one key (repeatable)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one key (repeatable)",
+    )
     train.add_argument("--data", help="text file, .gz of one, or folder (default: built-in)")
     train.add_argument("--out", help="run folder (default: runs/<preset or config name>)")
-    train.add_argument("--overwrite", action="store_true",
-                       help="start over in a run folder that already holds a run")
-    train.add_argument("--stop-at", type=int, metavar="STEP",
-                       help="checkpoint and stop after this step (the schedule still spans "
-                       "train.steps); --resume continues")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a run folder that already holds a run",
+    )
+    train.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="checkpoint and stop after this step (the schedule still spans "
+        "train.steps); --resume continues",
+    )
     train.add_argument("--fsdp", action="store_true", help="under torchrun, shard with FSDP2")
     train.add_argument("--compile", action="store_true", help="torch.compile the training step")
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    train.add_argument("--threads", type=int, help="CPU threads per process (torch default)")
 
     sample = commands.add_parser("sample", help="generate text from a checkpoint")
     sample.add_argument("checkpoint", help="a run folder (its latest checkpoint) or a checkpoint")
@@ -73,15 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     nucleus.add_argument("--no-filter", action="store_true", help="sample the full distribution")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device")
+    sample.add_argument("--threads", type=int, help="CPU threads (torch default)")
 
     evaluate = commands.add_parser("eval", help="bits per byte of a checkpoint on a file")
     evaluate.add_argument("checkpoint", help="a run folder (its latest checkpoint) or a checkpoint")
-    evaluate.add_argument("--data", help="text file, .gz or folder to score in full "
-                          "(default: the run's validation split)")
+    evaluate.add_argument(
+        "--data",
+        help="text file, .gz or folder to score in full (default: the run's validation split)",
+    )
     evaluate.add_argument("--max-bytes", type=int, help="score only the first N bytes")
-    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device")
+    evaluate.add_argument("--threads", type=int, help="CPU threads (torch default)")
     return parser
 
 
@@ -97,12 +116,18 @@ def _train_config(args):
     overrides += ["train.parallel='fsdp'"] if args.fsdp else []
     overrides += ["train.compile=true"] if args.compile else []
     if args.resume:
+        if args.out or args.overwrite:
+            raise CLIError(
+                "--resume continues in the checkpoint's own run folder; drop --out and --overwrite"
+            )
         checkpoint = find_checkpoint(args.resume)
         stored = read_manifest(checkpoint)["config"]
         for text in args.overrides:
             if text.split(".", 1)[0].strip() in MODEL_SECTIONS:
-                raise ConfigError(f"--set {text}: a resumed run keeps its model; only [train] "
-                                  "and [data] keys can change")
+                raise ConfigError(
+                    f"--set {text}: a resumed run keeps its model; only [train] "
+                    "and [data] keys can change"
+                )
         run_dir = checkpoint.parent.parent
         config = resolve(stored, f"checkpoint {checkpoint}", overrides, name=run_dir.name)
         return config, run_dir, checkpoint
@@ -147,8 +172,10 @@ def command_train(args) -> int:
     if not _is_main_process():
         return 0
     if result.stopped_by is not None:
-        print(f"stopped by {result.stopped_by.name} at step {result.step}; checkpoint written. "
-              f"Continue with: xtransformers train --resume {run_dir}")
+        print(
+            f"stopped by {result.stopped_by.name} at step {result.step}; checkpoint written. "
+            f"Continue with: xtransformers train --resume {run_dir}"
+        )
         return 128 + int(result.stopped_by)
     val = f", validation {result.val_bpb:.4f} bits/byte" if result.val_bpb is not None else ""
     print(f"done: step {result.step}{val}. Sample with: xtransformers sample {run_dir}")
@@ -187,25 +214,34 @@ def _filter_choice(args) -> tuple[str | None, dict | None]:
 
 
 def command_sample(args) -> int:
-    from .evaluate import encode, sample_text
+    from .evaluate import encode, printable, sample_text
 
     if args.length < 1 or args.num_samples < 1:
-        raise CLIError(f"--length and --num-samples must be >= 1, got {args.length}, "
-                       f"{args.num_samples}")
+        raise CLIError(
+            f"--length and --num-samples must be >= 1, got {args.length}, {args.num_samples}"
+        )
     text = Path(args.prompt_file).read_text("utf-8") if args.prompt_file else args.prompt
     if not text:
         raise CLIError("the prompt is empty; give at least one character")
     config, model, _ = load_for_inference(args.checkpoint, args.device)
     filter_fn, filter_kwargs = _filter_choice(args)
     try:
-        samples = sample_text(model, encode(text), args.length, args.seed, args.temperature,
-                              filter_fn, filter_kwargs, args.num_samples)
+        samples = sample_text(
+            model,
+            encode(text),
+            args.length,
+            args.seed,
+            args.temperature,
+            filter_fn,
+            filter_kwargs,
+            args.num_samples,
+        )
     except ValueError as error:  # e.g. a filter argument out of range, from the library
         raise CLIError(f"sampling: {error}") from None
     for index, sample in enumerate(samples):
         if index:
             print("\n" + "-" * 40)
-        print(text + sample)
+        print(printable(text + sample))
     return 0
 
 
@@ -225,16 +261,32 @@ def command_eval(args) -> int:
     if len(tokens) < 2:
         raise CLIError(f"{description}: need at least 2 bytes to score, got {len(tokens)}")
     device = next(model.parameters()).device
-    total = sum_losses(model, tokens, eval_windows(len(tokens), config.seq_len),
-                       args.batch_size, device)
-    report = {"checkpoint": str(checkpoint), "data": description, "bytes": total.count,
-              "loss_nats": total.mean, "bits_per_byte": total.bits_per_byte}
+    total = sum_losses(
+        model, tokens, eval_windows(len(tokens), config.seq_len), args.batch_size, device
+    )
+    report = {
+        "checkpoint": str(checkpoint),
+        "data": description,
+        "bytes": total.count,
+        "loss_nats": total.mean,
+        "bits_per_byte": total.bits_per_byte,
+    }
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{description}: {total.bits_per_byte:.4f} bits per byte "
-              f"(loss {total.mean:.4f} nats, {total.count:,} bytes scored)")
+        print(
+            f"{description}: {total.bits_per_byte:.4f} bits per byte "
+            f"(loss {total.mean:.4f} nats, {total.count:,} bytes scored)"
+        )
     return 0
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
 
 
 COMMANDS = {"train": command_train, "sample": command_sample, "eval": command_eval}
@@ -243,6 +295,8 @@ COMMANDS = {"train": command_train, "sample": command_sample, "eval": command_ev
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.threads is not None:
+            _set_threads(args.threads)
         return COMMANDS[args.command](args)
     except CLIError as error:
         print(f"xtransformers {args.command}: error: {error}", file=sys.stderr)

@@ -29,8 +29,10 @@ def plot_curves(metrics_path: Path, out_path: Path, smoothing: int = 20) -> Path
     steps, bits = zip(*train)
     axes.plot(steps, bits, alpha=0.3, color="tab:blue", label="train (per step)")
     window = max(1, min(smoothing, len(bits) // 10))
-    smooth = [sum(bits[max(0, i - window + 1) : i + 1]) / len(bits[max(0, i - window + 1) : i + 1])
-              for i in range(len(bits))]
+    smooth = [
+        sum(bits[max(0, i - window + 1) : i + 1]) / len(bits[max(0, i - window + 1) : i + 1])
+        for i in range(len(bits))
+    ]
     axes.plot(steps, smooth, color="tab:blue", label=f"train (mean of {window})")
     if val:
         axes.plot(*zip(*val), "o-", color="tab:orange", label="validation")

@@ -1,6 +1,6 @@
 """A small progress bar: one redrawn line on a terminal, periodic log lines elsewhere (CI, files).
 
-    step 120/400 [#######..............]  loss 2.314  lr 2.9e-04  14.2k tok/s  0:32 < 1:05
+step 120/400 [#######..............]  loss 2.314  lr 2.9e-04  14.2k tok/s  0:32 < 1:05
 """
 
 from __future__ import annotations
@@ -68,8 +68,10 @@ class Progress:
         filled = self.width * self.step // max(self.total, 1)
         bar = f"[{'#' * filled}{'.' * (self.width - filled)}]" if self.interactive else ""
         parts = [f"step {self.step}/{self.total}", bar, f"loss {loss:.4f}", f"lr {lr:.1e}"]
-        parts += [f"{format_rate(rate)} tok/s", f"{format_duration(elapsed)} < "
-                  f"{format_duration(left)}"]
+        parts += [
+            f"{format_rate(rate)} tok/s",
+            f"{format_duration(elapsed)} < {format_duration(left)}",
+        ]
         return "  ".join(p for p in parts if p)
 
     def write(self, text: str) -> None:

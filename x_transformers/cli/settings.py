@@ -30,18 +30,22 @@ class TrainSettings:
     grad_accum: int = setting(1, "micro-batches accumulated into one optimizer step")
     seq_len: int = setting(0, "tokens per training sequence; 0 means wrapper.max_seq_len")
     lr: float = setting(3e-4, "peak learning rate")
-    min_lr_ratio: float = setting(0.1, "final learning rate of the cosine decay, as a fraction of lr")
+    min_lr_ratio: float = setting(
+        0.1, "final learning rate of the cosine decay, as a fraction of lr"
+    )
     warmup_steps: int = setting(100, "steps of linear warmup from 0 to lr")
     weight_decay: float = setting(0.1, "AdamW weight decay (matrices only; not biases or norms)")
     betas: tuple[float, float] = setting((0.9, 0.95), "AdamW betas")
     grad_clip: float = setting(1.0, "clip the gradient norm to this value; 0 turns clipping off")
     precision: str = setting(
-        "auto", "'auto' (bf16 autocast where the GPU supports it), 'fp32' or 'bf16'",
+        "auto",
+        "'auto' (bf16 autocast where the GPU supports it), 'fp32' or 'bf16'",
         ("auto", "fp32", "bf16"),
     )
     compile: bool = setting(False, "torch.compile the training forward")
     parallel: str = setting(
-        "ddp", "under torchrun: 'ddp' (DistributedDataParallel) or 'fsdp' (FSDP2 sharding)",
+        "ddp",
+        "under torchrun: 'ddp' (DistributedDataParallel) or 'fsdp' (FSDP2 sharding)",
         ("ddp", "fsdp"),
     )
     seed: int = setting(0, "seed of the initialisation, the data order and dropout")
@@ -135,4 +139,6 @@ def check_train_settings(train: TrainSettings, origin: str) -> None:
 
 def check_data_settings(data: DataSettings, origin: str) -> None:
     if not 0 < data.val_fraction < 1:
-        raise ConfigError(f"{origin}: [data] val_fraction must be in (0, 1), got {data.val_fraction}")
+        raise ConfigError(
+            f"{origin}: [data] val_fraction must be in (0, 1), got {data.val_fraction}"
+        )

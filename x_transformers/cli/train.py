@@ -18,9 +18,9 @@ of an uninterrupted one exactly on the CPU.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +40,12 @@ from .checkpoint import (
 from .config import RunConfig, build_model, to_toml
 from .data import TrainBatches, eval_windows, open_corpus, spread
 from .errors import DataError
-from .evaluate import LN2, decode, encode, sample_text, sum_losses
+from .evaluate import LN2, decode, encode, printable, sample_text, sum_losses
 from .metrics import METRICS_FILE, MetricsLog
 from .optim import learning_rate, make_optimizer, set_learning_rate
 from .plot import PLOT_FILE, plot_curves
 from .progress import Progress
+from .signals import StopSignals
 
 PROMPT_BYTES = 64
 
@@ -61,32 +62,6 @@ class TrainResult:
     stopped_by: signal.Signals | None = None
 
 
-class StopSignals:
-    """SIGINT / SIGTERM request a checkpoint and a clean exit at the end of the current step; a
-    second signal interrupts at once (the atomic write keeps the previous checkpoint intact)."""
-
-    def __init__(self):
-        self.received: signal.Signals | None = None
-        self.previous = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.previous[signum] = signal.signal(signum, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None:
-            self.restore()
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum)
-
-    def restore(self) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        self.previous = {}
-
-
 def rng_state(device: torch.device) -> dict:
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return {"cpu": torch.get_rng_state(), "cuda": cuda}
@@ -101,8 +76,14 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 class Trainer:
     """Builds everything a run needs from its configuration, then ``run`` trains it."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, env: distributed.Environment,
-                 resume: Path | None = None, out: TextIO | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        env: distributed.Environment,
+        resume: Path | None = None,
+        out: TextIO | None = None,
+    ):
         self.config, self.settings, self.env = config, config.train, env
         self.run_dir, self.out = Path(run_dir), out or sys.stdout
         self.corpus = self._open_corpus()
@@ -113,11 +94,19 @@ class Trainer:
         if self.settings.compile:
             self.train_model = torch.compile(self.train_model)
         self.optimizer = make_optimizer(self.net, self.settings)
-        self.batches = TrainBatches(self.corpus.train, config.seq_len, self.settings.batch_size,
-                                    self.settings.seed, env.rank, env.world_size)
+        self.batches = TrainBatches(
+            self.corpus.train,
+            config.seq_len,
+            self.settings.batch_size,
+            self.settings.seed,
+            env.rank,
+            env.world_size,
+        )
         self.val_windows = self._validation_windows()
         self.step, self.elapsed, self.saved_step = 0, 0.0, None
         self.signals = StopSignals()
+        self.metrics: MetricsLog | None = None  # rank 0 only, from the start of run()
+        self.progress: Progress | None = None
         if resume is not None:
             self._restore(resume)
         else:  # dropout and masks differ per rank; the data is seeded separately
@@ -141,6 +130,12 @@ class Trainer:
         count = self.settings.eval_batches * self.settings.batch_size
         chosen = spread(full, max(world, count - count % world))
         chosen = chosen[: len(chosen) - len(chosen) % world]
+        if not chosen:
+            raise DataError(
+                f"the validation split ({len(self.corpus.val)} bytes) holds {len(full)} windows "
+                f"of {seq_len + 1} bytes, fewer than the {world} processes; raise "
+                "data.val_fraction"
+            )
         return chosen[self.env.rank :: world]
 
     def _restore(self, checkpoint: Path) -> None:
@@ -162,16 +157,22 @@ class Trainer:
         if len(rng) == self.env.world_size:
             set_rng_state(rng[self.env.rank], self.env.device)
         else:
-            self._say(f"note: saved with {len(rng)} processes, resumed with "
-                      f"{self.env.world_size}: random streams restart (losses will differ)")
+            self._say(
+                f"note: saved with {len(rng)} processes, resumed with "
+                f"{self.env.world_size}: random streams restart (losses will differ)"
+            )
             torch.manual_seed(self.settings.seed + 1 + self.env.rank + self.step)
 
-    def autocast(self):
-        precision = self.settings.precision
-        device = self.env.device
+    @property
+    def uses_bf16(self) -> bool:
+        """``precision = "auto"`` means bf16 autocast on GPUs that support it, fp32 elsewhere."""
+        precision, device = self.settings.precision, self.env.device
         auto_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        if precision == "bf16" or (precision == "auto" and auto_bf16):
-            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return precision == "bf16" or (precision == "auto" and auto_bf16)
+
+    def autocast(self):
+        if self.uses_bf16:
+            return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     # -------------------------------------------------------------------- the loop
@@ -208,10 +209,11 @@ class Trainer:
         self.signals.install()
         try:
             while self.step < end and result.stopped_by is None:
-                result.losses.append(self._timed_step())
+                loss, stop = self._timed_step()
+                result.losses.append(loss)
                 if self.step % self.settings.eval_every == 0 or self.step == total:
                     result.val_bpb = self.validate()
-                if self._stop_requested():
+                if stop:  # on any rank: all ranks stop together
                     result.stopped_by = self.signals.received or signal.SIGTERM
                 elif self.step % self.settings.checkpoint_every == 0 and self.step < end:
                     result.checkpoint = self.save()
@@ -223,22 +225,26 @@ class Trainer:
         result.step = self.step
         return result
 
-    def _timed_step(self) -> float:
+    def _timed_step(self) -> tuple[float, bool]:
+        """A step, its loss averaged over ranks, and whether any rank received a stop signal."""
         began = time.perf_counter()
-        loss = distributed.all_reduce_sum(self.env, [self.train_step()])[0] / self.env.world_size
+        local = [self.train_step(), float(self.signals.received is not None)]
+        loss_sum, stops = distributed.all_reduce_sum(self.env, local)
+        loss = loss_sum / self.env.world_size
         seconds = time.perf_counter() - began
         self.elapsed += seconds
         lr = self.optimizer.param_groups[0]["lr"]
         if self.env.is_main:
             tokens = self.tokens_per_step
-            self.metrics.log(step=self.step, loss=loss, lr=lr, tokens=self.step * tokens,
-                             time=round(self.elapsed, 3))
+            self.metrics.log(
+                step=self.step,
+                loss=loss,
+                lr=lr,
+                tokens=self.step * tokens,
+                time=round(self.elapsed, 3),
+            )
             self.progress.update(self.step, loss, lr, tokens, seconds)
-        return loss
-
-    def _stop_requested(self) -> bool:
-        flag = float(self.signals.received is not None)
-        return distributed.all_reduce_sum(self.env, [flag])[0] > 0
+        return loss, stops > 0
 
     @property
     def tokens_per_step(self) -> int:
@@ -249,8 +255,14 @@ class Trainer:
 
     def validate(self) -> float:
         """Validation bits per byte (all ranks), logged with a sample by rank 0."""
-        total = sum_losses(self.model, self.corpus.val, self.val_windows,
-                           self.settings.batch_size, self.env.device, self.autocast())
+        total = sum_losses(
+            self.model,
+            self.corpus.val,
+            self.val_windows,
+            self.settings.batch_size,
+            self.env.device,
+            self.autocast(),
+        )
         nats, count = distributed.all_reduce_sum(self.env, [total.nats, total.count])
         loss = nats / max(count, 1)
         bpb = loss / LN2
@@ -265,10 +277,16 @@ class Trainer:
         s = self.settings
         prompt = encode(s.sample_prompt) if s.sample_prompt else self.corpus.val[:PROMPT_BYTES]
         prompt = prompt.long()[-self.config.seq_len :]
-        [text] = sample_text(self.model, prompt, s.sample_length, seed=s.seed + self.step,
-                             temperature=s.sample_temperature)
+        [text] = sample_text(
+            self.model,
+            prompt,
+            s.sample_length,
+            seed=s.seed + self.step,
+            temperature=s.sample_temperature,
+        )
         if self.env.is_main:
-            self.progress.write(f"--- sample at step {self.step} ---\n{decode(prompt)}{text}\n---")
+            shown = printable(decode(prompt) + text)
+            self.progress.write(f"--- sample at step {self.step} ---\n{shown}\n---")
 
     def save(self) -> Path | None:
         """Gather the full state (a collective when sharded); rank 0 writes it atomically."""
@@ -277,13 +295,23 @@ class Trainer:
         rng = distributed.gather_objects(self.env, rng_state(self.env.device))
         path = None
         if self.env.is_main:
-            state = {"optimizer": optimizer, "rng": rng, "step": self.step,
-                     "elapsed": self.elapsed, "world_size": self.env.world_size}
-            info = {"config": self.config.to_dict(),
-                    "data": {"description": self.corpus.description,
-                             "fingerprint": self.corpus.fingerprint}}
-            path = save_checkpoint(self.run_dir, self.step, weights, state, info,
-                                   self.settings.keep_checkpoints)
+            state = {
+                "optimizer": optimizer,
+                "rng": rng,
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "world_size": self.env.world_size,
+            }
+            info = {
+                "config": self.config.to_dict(),
+                "data": {
+                    "description": self.corpus.description,
+                    "fingerprint": self.corpus.fingerprint,
+                },
+            }
+            path = save_checkpoint(
+                self.run_dir, self.step, weights, state, info, self.settings.keep_checkpoints
+            )
             self.progress.write(f"step {self.step}: checkpoint {path}")
         distributed.barrier(self.env)
         self.saved_step = self.step
@@ -302,12 +330,13 @@ class Trainer:
         (self.run_dir / "config.toml").write_text(to_toml(self.config))
         resumed = self.saved_step
         self.metrics = MetricsLog(self.run_dir / METRICS_FILE, resume_step=resumed)
-        self.progress = Progress(self.settings.steps, start=self.step, stream=self.out,
-                                 log_every=self.settings.log_every)
+        self.progress = Progress(
+            self.settings.steps, start=self.step, stream=self.out, log_every=self.settings.log_every
+        )
         self._say(self.describe())
 
     def _close_logs(self) -> None:
-        if not self.env.is_main or not hasattr(self, "metrics"):
+        if self.metrics is None:
             return
         self.progress.close()
         self.metrics.close()
@@ -315,19 +344,44 @@ class Trainer:
 
     def describe(self) -> str:
         params = sum(p.numel() for p in self.net.parameters())
-        corpus = self.corpus
+        corpus, env = self.corpus, self.env
         where = f"resuming at step {self.step}" if self.step else "starting"
-        return (
-            f"{where}: {params / 1e6:.2f}M parameters on {self.env.device} "
-            f"(x{self.env.world_size}, {self.env.parallel if self.env.is_distributed else 'single'}"
-            f" process), precision {self.settings.precision}\n"
+        device = str(env.device)
+        if env.device.type == "cpu":
+            threads = torch.get_num_threads()
+            device += f" ({threads} thread{'s' if threads > 1 else ''})"
+        processes = f"{env.world_size} processes ({env.parallel})" if env.is_distributed else ""
+        lines = [
+            f"{where}: {params / 1e6:.2f}M parameters on {device}{', ' if processes else ''}"
+            f"{processes}, {'bf16 autocast' if self.uses_bf16 else 'fp32'}",
             f"data: {corpus.description}: {len(corpus.train):,} train / {len(corpus.val):,} "
-            f"validation bytes\nrun folder: {self.run_dir}"
-        )
+            "validation bytes",
+            f"run folder: {self.run_dir}",
+        ]
+        return "\n".join(lines + busy_machine_note(env.device))
 
 
-def train(config: RunConfig, run_dir: Path, resume: Path | None = None, stop_at: int | None = None,
-          device: str | None = None, out: TextIO | None = None) -> TrainResult:
+def busy_machine_note(device: torch.device) -> list[str]:
+    """A hint when CPU threads would compete with other work: several threads on an
+    oversubscribed CPU wait on each other and can run many times slower than one."""
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if device.type != "cpu" or threads == 1 or load < cores:
+        return []
+    return [
+        f"note: this machine is busy (load {load:.1f} on {cores} cores); "
+        "--threads 1 may train much faster"
+    ]
+
+
+def train(
+    config: RunConfig,
+    run_dir: Path,
+    resume: Path | None = None,
+    stop_at: int | None = None,
+    device: str | None = None,
+    out: TextIO | None = None,
+) -> TrainResult:
     """Train a run (joining the torchrun process group when there is one)."""
     env = distributed.setup(device, config.train.parallel)
     try:
@@ -335,4 +389,3 @@ def train(config: RunConfig, run_dir: Path, resume: Path | None = None, stop_at:
         return trainer.run(stop_at=stop_at)
     finally:
         distributed.teardown(env)
-

@@ -4,8 +4,9 @@ incrementally; the static layout follows gpt-fast / torchtune).
 
 One protocol, two implementations:
 
-- :class:`DynamicKVCache` grows by concatenation; its position is a Python int. It is the fallback
-  for inherently dynamic uses (sliding windows, beam search, anything of unknown length).
+- :class:`DynamicKVCache` grows with every forward (buffers that double when full); its position
+  is a Python int. It is the default and the fallback for inherently dynamic uses (sliding
+  windows, beam search, anything of unknown length).
 - :class:`StaticKVCache` is preallocated for ``capacity`` positions; its write position is a
   tensor advanced in place (no ``.item()``), so a single decode step has static shapes and runs
   under ``torch.compile(fullgraph=True)``.
@@ -56,7 +57,7 @@ def check_cache(stack: nn.Module, cache, attn_mask: Tensor | None) -> None:
     if cache is None:
         return
     where = type(stack).__name__
-    blockers = kv_cache_blockers(stack)
+    blockers = stack.kv_cache_blockers  # collected once, when the stack was built
     if blockers:
         raise ValueError(
             f"{where} cannot use a KV cache: {', '.join(map(repr, blockers))} "
@@ -93,31 +94,65 @@ class ContextSlot:
 
 
 class DynamicSlot:
-    """Self-attention keys / values of one block, grown by concatenation along j."""
+    """Self-attention keys / values of one block, appended along j.
+
+    Appends write into buffers that grow geometrically (amortised O(1) per step, as a list
+    grows) and return views of the filled part. Keys that carry gradients are concatenated
+    instead: writing them in place would modify tensors the autograd graph still needs.
+    """
 
     def __init__(self):
-        self.keys: Tensor | None = None
-        self.values: Tensor | None = None
+        self.key_buffer: Tensor | None = None  # (b, h, capacity, d)
+        self.value_buffer: Tensor | None = None
+        self.length = 0
+
+    @property
+    def keys(self) -> Tensor | None:
+        return None if self.key_buffer is None else self.key_buffer[..., : self.length, :]
+
+    @property
+    def values(self) -> Tensor | None:
+        return None if self.value_buffer is None else self.value_buffer[..., : self.length, :]
 
     def pending(self, inputs: Tensor) -> Tensor:
         return inputs
 
     def extend(self, keys: Tensor, values: Tensor) -> KeysValues:
         """keys / values (b, h, n, d) of the new positions -> all of them (b, h, j + n, d)."""
-        if self.keys is not None:
-            keys = torch.cat((self.keys, keys), dim=-2)  # (b, h, j + n, d)
-            values = torch.cat((self.values, values), dim=-2)
-        self.keys, self.values = keys, values
-        return keys, values
+        if keys.requires_grad or values.requires_grad:
+            if self.key_buffer is not None:
+                keys = torch.cat((self.keys, keys), dim=-2)  # (b, h, j + n, d)
+                values = torch.cat((self.values, values), dim=-2)
+            self.key_buffer, self.value_buffer, self.length = keys, values, keys.shape[-2]
+            return keys, values
+        end = self.length + keys.shape[-2]
+        if self.key_buffer is None or end > self.key_buffer.shape[-2]:
+            self.key_buffer = self._grown(self.keys, keys, end)
+            self.value_buffer = self._grown(self.values, values, end)
+        self.key_buffer[..., self.length : end, :] = keys
+        self.value_buffer[..., self.length : end, :] = values
+        self.length = end
+        return self.keys, self.values
+
+    def _grown(self, filled: Tensor | None, new: Tensor, needed: int) -> Tensor:
+        """A buffer (b, h, capacity, d) with room for ``needed`` positions (at least twice the
+        filled ones), holding the filled ones."""
+        capacity = max(needed, 2 * self.length)
+        buffer = new.new_empty(*new.shape[:-2], capacity, new.shape[-1])
+        if filled is not None:
+            buffer[..., : self.length, :] = filled
+        return buffer
 
     def reorder(self, indices: Tensor) -> None:
-        if self.keys is not None:
-            self.keys, self.values = self.keys[indices], self.values[indices]
+        if self.key_buffer is not None:
+            self.key_buffer = self.key_buffer[indices]
+            self.value_buffer = self.value_buffer[indices]
 
     def keep_last(self, num_positions: int) -> None:
-        if self.keys is not None:
-            self.keys = self.keys[..., -num_positions:, :]
-            self.values = self.values[..., -num_positions:, :]
+        if self.length > num_positions:
+            self.key_buffer = self.keys[..., -num_positions:, :]
+            self.value_buffer = self.values[..., -num_positions:, :]
+            self.length = num_positions
 
 
 class DynamicKVCache:
@@ -299,7 +334,7 @@ def resolve_cache(cache, stack: nn.Module, *, record: bool, prepend_embeds: Tens
                 "without a cache"
             )
         cache = held
-    if cache is None and record and stack.causal and not kv_cache_blockers(stack):
+    if cache is None and record and stack.causal and not stack.kv_cache_blockers:
         cache = DynamicKVCache()
     if cache is not None and prepend_embeds is not None and not cache.is_empty:
         raise ValueError(

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention.masks import combine_masks, full_to_attention_mask, key_padding_to_attention_mask
-from ..generation.kv_cache import check_cache
+from ..generation.kv_cache import check_cache, kv_cache_blockers
 from ..generation.recurrence import check_memories
 from ..options import parse_layer_kwargs
 from ..positional import Positions, build_positions
@@ -68,6 +68,8 @@ class AttentionLayers(nn.Module):
         self.positions = build_positions(self.config)
         self.final_norm = build_final_norm(self.config)
         self.layer_dropout = self.config.blocks.layer_dropout
+        # the keywords of the active features that cannot run with a KV cache (declared by them)
+        self.kv_cache_blockers = kv_cache_blockers(self)
 
     def forward(
         self,
