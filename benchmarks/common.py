@@ -3,7 +3,8 @@
 Timing: every callable is warmed up, then the callables are run in interleaved
 rounds (the order is reversed on every other round so neither side always runs
 first), with ``torch.cuda.synchronize()`` around each call on CUDA. We report
-the median of the per-call wall times.
+the median of the per-call wall times, and ratios as the median over rounds of
+the per-round ratio (paired, so load from other processes mostly cancels).
 
 Peak memory:
 * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
@@ -98,6 +99,12 @@ def time_interleaved(fns, device, warmup, repeats):
 
 def median(xs):
     return statistics.median(xs)
+
+
+def paired_ratio(a, b):
+    """Median over rounds of a[i] / b[i]: each pair ran back to back, so a slow spell of a
+    busy machine mostly cancels out (more robust than a ratio of medians)."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def mib(n_bytes):

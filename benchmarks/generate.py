@@ -24,6 +24,7 @@ from common import (
     common_parser,
     describe,
     median,
+    paired_ratio,
     peak_memory_report,
     setup,
     time_interleaved,
@@ -100,8 +101,8 @@ def main():
     for kind in ("cached", "no-cache"):
         ours, ref = times[f"ours {kind}"], times[f"ref {kind}"]
         print(
-            f"  ratio ours/ref time, {kind:>8}: {median(ours) / median(ref):.3f} median, "
-            f"{min(ours) / min(ref):.3f} min"
+            f"  ratio ours/ref time, {kind:>8}: {paired_ratio(ours, ref):.3f} paired median; "
+            f"{median(ours) / median(ref):.3f} of medians, {min(ours) / min(ref):.3f} of minima"
         )
     for who in ("ours", "ref"):
         speedup = median(times[f"{who} no-cache"]) / median(times[f"{who} cached"])

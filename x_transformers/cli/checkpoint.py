@@ -61,6 +61,8 @@ def find_checkpoint(path: str | Path) -> Path:
         return path
     if not path.exists():
         raise CheckpointError(f"{path} does not exist (expected a run folder or a checkpoint)")
+    if path.name == "checkpoints" and not (path / "checkpoints").is_dir():
+        path = path.parent  # the run's checkpoints folder itself
     found = list_checkpoints(path)
     if not found:
         raise CheckpointError(f"{path} holds no checkpoint (looked in {checkpoints_dir(path)})")

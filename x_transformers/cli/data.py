@@ -24,6 +24,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -189,7 +190,7 @@ class Corpus:
     train: Tensor  # view of the first part
     val: Tensor  # view of the last val_fraction
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.path)
 

@@ -73,11 +73,13 @@ def setup(requested_device: str | None, parallel: str) -> Environment:
     return Environment(rank, local_rank, world_size, device, parallel)
 
 
-def teardown(env: Environment) -> None:
-    """Leave the process group together: a rank that destroys it while another still uses it
-    (rank 0 writing logs) can abort in gloo's teardown."""
+def teardown(env: Environment, synchronize: bool = True) -> None:
+    """Leave the process group, together after a clean run: a rank that destroys it while another
+    still uses it (rank 0 writing logs) can abort in gloo's teardown. After an error there is no
+    barrier, since the other ranks may never reach it."""
     if env.is_distributed and dist.is_initialized():
-        dist.barrier()
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

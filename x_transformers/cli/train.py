@@ -385,7 +385,9 @@ def train(
     """Train a run (joining the torchrun process group when there is one)."""
     env = distributed.setup(device, config.train.parallel)
     try:
-        trainer = Trainer(config, run_dir, env, resume=resume, out=out)
-        return trainer.run(stop_at=stop_at)
-    finally:
-        distributed.teardown(env)
+        result = Trainer(config, run_dir, env, resume=resume, out=out).run(stop_at=stop_at)
+    except BaseException:
+        distributed.teardown(env, synchronize=False)
+        raise
+    distributed.teardown(env)
+    return result

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..generation.kv_cache import resolve_cache, sequence_offset
 from ..layers.validation import check_mask
 from ..options import parse_wrapper_kwargs
-from .memory_tokens import build_memory_tokens, run_layers
+from .memory_tokens import build_memory_tokens, embed_and_run_layers
 from .stem import SequenceStem, package_outputs
 from .token import check_attn_layers
 
@@ -76,15 +75,18 @@ class ContinuousTransformerWrapper(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         check_mask(x, mask, "mask")
-        record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
-        cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
-        offset = sequence_offset(cache, seq_start_pos)
-        h, mask = self.stem(self.project_in(x), mask, prepend_embeds, offset=offset)
-        past = {"mems": mems, "return_mems": return_mems, "cache": cache}
-        h, intermediates = run_layers(
-            self, h, mask, x.shape[1], return_attn=return_attn, **past, **layer_inputs
+        h, intermediates = embed_and_run_layers(
+            self,
+            self.project_in(x),
+            mask=mask,
+            prepend_embeds=prepend_embeds,
+            mems=mems,
+            return_mems=return_mems,
+            cache=cache,
+            seq_start_pos=seq_start_pos,
+            return_intermediates=return_intermediates,
+            return_attn=return_attn,
+            layer_inputs=layer_inputs,
         )
         out = h if return_embeddings else self.project_out(h)
-        if return_mems and not return_intermediates:
-            return out, intermediates.mems
-        return package_outputs(out, intermediates, return_intermediates, return_attn)
+        return package_outputs(out, intermediates, return_intermediates, return_attn, return_mems)

@@ -87,11 +87,19 @@ class SequenceStem(nn.Module):
         return x, mask
 
 
-def package_outputs(out: Tensor, intermediates, return_intermediates: bool, return_attn: bool):
-    """The return convention shared by the wrappers: ``out``, ``(out, intermediates)`` or
-    ``(out, attention maps)``."""
+def package_outputs(
+    out: Tensor,
+    intermediates,
+    return_intermediates: bool,
+    return_attn: bool,
+    return_mems: bool = False,
+):
+    """The return convention shared by the wrappers: ``out``, ``(out, intermediates)``,
+    ``(out, Transformer-XL memories)`` or ``(out, attention maps)``."""
     if return_intermediates:
         return out, intermediates
+    if return_mems:
+        return out, intermediates.mems
     if return_attn:
         return out, intermediates.attn_maps
     return out
