@@ -22,7 +22,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..generation.kv_cache import resolve_cache, sequence_offset
 from ..generation.recurrence import next_memories, shift_memories
 
 
@@ -82,31 +81,3 @@ def run_layers(wrapper: nn.Module, h: Tensor, mask: Tensor | None, num_positions
         hiddens = hiddens if strip is None else [strip(hidden) for hidden in hiddens]
         intermediates.mems = next_memories(mems, hiddens, wrapper.max_mem_len)
     return h, intermediates
-
-
-def embed_and_run_layers(
-    wrapper: nn.Module,
-    embedded: Tensor,
-    *,
-    mask: Tensor | None,
-    prepend_embeds: Tensor | None,
-    mems: list[Tensor] | None,
-    return_mems: bool,
-    cache,
-    seq_start_pos: Tensor | None,
-    return_intermediates: bool,
-    return_attn: bool,
-    layer_inputs: dict,
-):
-    """The forward shared by the sequence wrappers: embedded inputs (b, n, d) -> stem (positions,
-    prepended embeddings) -> memory stage and layer stack; returns (h (b, p + n, d),
-    intermediates). A cache is started when intermediates are requested (see
-    :func:`~x_transformers.generation.kv_cache.resolve_cache`)."""
-    record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
-    cache = resolve_cache(cache, wrapper.attn_layers, record=record, prepend_embeds=prepend_embeds)
-    offset = sequence_offset(cache, seq_start_pos)
-    h, mask = wrapper.stem(embedded, mask, prepend_embeds, offset=offset)
-    past = {"mems": mems, "return_mems": return_mems, "cache": cache}
-    return run_layers(
-        wrapper, h, mask, embedded.shape[1], return_attn=return_attn, **past, **layer_inputs
-    )

@@ -9,10 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import AttentionLayers
-from ..layers.validation import check_mask
 from ..options import parse_wrapper_kwargs
-from .memory_tokens import build_memory_tokens, embed_and_run_layers
-from .stem import SequenceStem, init_token_embedding, package_outputs
+from .sequence import SequenceWrapper
+from .stem import init_token_embedding
 
 
 def check_attn_layers(attn_layers, where: str) -> None:
@@ -41,9 +40,12 @@ def check_token_ids(x: Tensor, num_tokens: int) -> None:
         raise ValueError(f"{expected}; got values in [{low}, {high}]")
 
 
-class TransformerWrapper(nn.Module):
+class TransformerWrapper(SequenceWrapper):
     """Token embedding + positions + a layer stack + a logits head (GPT with a ``Decoder``, BERT
-    with an ``Encoder``).
+    with an ``Encoder``). The forward is :meth:`SequenceWrapper.forward`: ``model(x)`` with x
+    (b, n) token ids gives logits (b, n, num_tokens); ``return_embeddings=True`` the final hidden
+    states; ``mems``/``return_mems`` Transformer-XL recurrence; ``return_intermediates=True`` a
+    KV cache for ``model(x_next, cache=...)``.
 
     Args:
         num_tokens: vocabulary size.
@@ -58,17 +60,12 @@ class TransformerWrapper(nn.Module):
         check_attn_layers(attn_layers, "TransformerWrapper")
         options = parse_wrapper_kwargs(kwargs, "TransformerWrapper", ("num_tokens", "max_seq_len"))
         self.options = options
-        self.num_tokens, self.max_seq_len = num_tokens, max_seq_len
+        self.num_tokens = num_tokens
         dim = attn_layers.dim
         emb_dim = options.emb_dim or dim
         self.token_emb = nn.Embedding(num_tokens, emb_dim)
         init_token_embedding(self.token_emb, options)  # small init with l2norm_embed
-        self.stem = SequenceStem(emb_dim, dim, max_seq_len, options)
-        # memory: memory tokens, Transformer-XL memories (x_transformers.wrappers.memory_tokens)
-        self.num_memory_tokens = options.num_memory_tokens
-        self.memory_tokens = build_memory_tokens(options.num_memory_tokens, dim)
-        self.max_mem_len, self.shift_mem_down = options.max_mem_len, options.shift_mem_down
-        self.attn_layers = attn_layers
+        self._build_trunk(emb_dim, max_seq_len, attn_layers, options)
         if options.tie_embedding and emb_dim != dim:
             raise ValueError(f"tie_embedding needs emb_dim == dim, got {emb_dim} and {dim}")
         logits_dim = options.logits_dim or num_tokens
@@ -80,46 +77,14 @@ class TransformerWrapper(nn.Module):
             else nn.Linear(dim, logits_dim, bias=False)
         )
 
-    def forward(
-        self,
-        x: Tensor,
-        return_embeddings: bool = False,
-        return_intermediates: bool = False,
-        return_attn: bool = False,
-        mask: Tensor | None = None,
-        prepend_embeds: Tensor | None = None,
-        mems: list[Tensor] | None = None,
-        return_mems: bool = False,
-        cache=None,
-        seq_start_pos: Tensor | None = None,
-        **layer_inputs,
-    ):
-        """x (b, n) token ids -> logits (b, n, v), or embeddings (b, n, d) with
-        ``return_embeddings=True``. ``layer_inputs`` (``context``, ``context_mask``, ``attn_mask``)
-        go to the layer stack. ``return_attn=True`` also returns the attention maps.
-
-        Memory and generation: ``mems`` / ``return_mems=True`` give and return Transformer-XL
-        memories (``logits, mems = model(x, return_mems=True)``); ``cache`` continues from a KV
-        cache, e.g. the intermediates of ``logits, cache = model(x, return_intermediates=True)``
-        (x then holds only the new tokens); ``seq_start_pos`` (b,) is each row's first real token
-        of a left-padded batch (absolute positions start there)."""
+    def check_inputs(self, x: Tensor) -> None:
         check_token_ids(x, self.num_tokens)
-        check_mask(x, mask, "mask")
-        h, intermediates = embed_and_run_layers(
-            self,
-            self.token_emb(x),
-            mask=mask,
-            prepend_embeds=prepend_embeds,
-            mems=mems,
-            return_mems=return_mems,
-            cache=cache,
-            seq_start_pos=seq_start_pos,
-            return_intermediates=return_intermediates,
-            return_attn=return_attn,
-            layer_inputs=layer_inputs,
-        )
-        out = h if return_embeddings or self.options.return_only_embed else self.logits(h)
-        return package_outputs(out, intermediates, return_intermediates, return_attn, return_mems)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.token_emb(x)
+
+    def head(self, h: Tensor) -> Tensor:
+        return h if self.options.return_only_embed else self.logits(h)
 
     def logits(self, embeddings: Tensor) -> Tensor:
         if self.to_logits is None:

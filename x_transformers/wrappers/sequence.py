@@ -1,0 +1,88 @@
+"""``SequenceWrapper``: the forward shared by the token and the continuous wrappers.
+
+    inputs ── embed ── stem (positions, prepended embeddings) ── memory stage ── layer stack
+           ── head ──> outputs
+
+Subclasses say how inputs are checked and embedded (``check_inputs``, ``embed``) and what the
+head is (``head``); everything else (masks, memory tokens, Transformer-XL memories, the KV cache,
+the return convention) is here once.
+
+Shape letters: b batch, n sequence, p prepended length, d width.
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+
+from torch import Tensor, nn
+
+from ..generation.kv_cache import resolve_cache, sequence_offset
+from ..layers.validation import check_mask
+from ..options import WrapperOptions
+from .memory_tokens import build_memory_tokens, run_layers
+from .stem import SequenceStem, package_outputs
+
+
+class SequenceWrapper(nn.Module, metaclass=ABCMeta):
+    """Base of ``TransformerWrapper`` and ``ContinuousTransformerWrapper``; not used directly."""
+
+    def _build_trunk(self, emb_dim: int, max_seq_len: int, attn_layers, options: WrapperOptions):
+        """The stem, memory tokens and recurrence settings around ``attn_layers``."""
+        dim = attn_layers.dim
+        self.max_seq_len = max_seq_len
+        self.stem = SequenceStem(emb_dim, dim, max_seq_len, options)
+        self.num_memory_tokens = options.num_memory_tokens
+        self.memory_tokens = build_memory_tokens(options.num_memory_tokens, dim)
+        self.max_mem_len, self.shift_mem_down = options.max_mem_len, options.shift_mem_down
+        self.attn_layers = attn_layers
+
+    @abstractmethod
+    def check_inputs(self, x: Tensor) -> None:
+        """Raise a clear error when ``x`` is not what the wrapper takes."""
+
+    @abstractmethod
+    def embed(self, x: Tensor) -> Tensor:
+        """Inputs -> (b, n, emb_dim) vectors."""
+
+    @abstractmethod
+    def head(self, h: Tensor) -> Tensor:
+        """Final hidden states (b, n, d) -> outputs."""
+
+    def forward(
+        self,
+        x: Tensor,
+        return_embeddings: bool = False,
+        return_intermediates: bool = False,
+        return_attn: bool = False,
+        mask: Tensor | None = None,
+        prepend_embeds: Tensor | None = None,
+        mems: list[Tensor] | None = None,
+        return_mems: bool = False,
+        cache=None,
+        seq_start_pos: Tensor | None = None,
+        **layer_inputs,
+    ):
+        """x (b, n) tokens or (b, n, dim_in) vectors -> the head's output (b, n, ...), or the
+        final hidden states (b, n, d) with ``return_embeddings=True``. ``mask`` (b, n) is a
+        key-padding mask, True = keep; ``prepend_embeds`` (b, p, d) go before the sequence;
+        ``layer_inputs`` (``context``, ``context_mask``, ``attn_mask``) go to the layer stack.
+
+        Extra outputs: ``return_attn=True`` gives ``(out, attention maps)``;
+        ``return_mems=True`` gives ``(out, mems)`` with the Transformer-XL memories to pass as
+        ``mems=`` to the next segment; ``return_intermediates=True`` gives ``(out,
+        intermediates)``, which also serve as a KV cache: ``model(x_next, cache=intermediates)``
+        continues with only the new positions. ``seq_start_pos`` (b,) is each row's first real
+        position in a left-padded batch (absolute positions start there)."""
+        self.check_inputs(x)
+        check_mask(x, mask, "mask")
+        record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
+        cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
+        h, mask = self.stem(
+            self.embed(x), mask, prepend_embeds, offset=sequence_offset(cache, seq_start_pos)
+        )
+        past = {"mems": mems, "return_mems": return_mems, "cache": cache}
+        h, intermediates = run_layers(
+            self, h, mask, x.shape[1], return_attn=return_attn, **past, **layer_inputs
+        )
+        out = h if return_embeddings else self.head(h)
+        return package_outputs(out, intermediates, return_intermediates, return_attn, return_mems)
