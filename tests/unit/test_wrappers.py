@@ -68,16 +68,14 @@ def test_encoder_decoder_returns_a_loss_and_ties_embeddings():
     assert model.generate(src, tgt[:, :1], 4).shape == (2, 4)
 
 
+def tiny_xtransformer(**kwargs):
+    sizes = {"num_tokens": 9, "depth": 1, "max_seq_len": 8}
+    sides = {f"{side}_{key}": value for side in ("enc", "dec") for key, value in sizes.items()}
+    return XTransformer(dim=16, **sides, **kwargs)
+
+
 def test_encoder_decoder_mask_alias_conflict():
-    model = XTransformer(
-        dim=16,
-        enc_num_tokens=9,
-        enc_depth=1,
-        enc_max_seq_len=8,
-        dec_num_tokens=9,
-        dec_depth=1,
-        dec_max_seq_len=8,
-    )
+    model = tiny_xtransformer()
     src = torch.randint(0, 9, (1, 6))
     mask = torch.ones(1, 6, dtype=torch.bool)
     with pytest.raises(TypeError, match="either 'mask' or 'src_mask'"):
@@ -86,15 +84,7 @@ def test_encoder_decoder_mask_alias_conflict():
 
 def test_encoder_decoder_source_padding_does_not_leak():
     torch.manual_seed(0)
-    model = XTransformer(
-        dim=16,
-        enc_num_tokens=9,
-        enc_depth=1,
-        enc_max_seq_len=8,
-        dec_num_tokens=9,
-        dec_depth=1,
-        dec_max_seq_len=8,
-    ).eval()
+    model = tiny_xtransformer().eval()
     src, tgt = torch.randint(0, 9, (1, 6)), torch.randint(0, 9, (1, 5))
     mask = torch.tensor([[True] * 4 + [False] * 2])
     changed = src.clone()
