@@ -9,6 +9,8 @@ row. Tags:
   also needs past inputs that Transformer-XL memories do not carry, so the XL test skips it too;
 - ``no_xl``: a two-segment Transformer-XL pass differs from one long pass by design (e.g.
   memory tokens, which sit in front of every segment);
+- ``not_token_logits``: the model's output is not logits over its vocabulary (embeddings, a
+  narrower head), so token generation and the combined cache model leave it out;
 - ``stochastic``: outputs are random in training mode (tests run in eval mode anyway);
 - ``unused_params``: some parameters legitimately get no gradient (listed in ``unused``).
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -41,6 +42,19 @@ sample_length = 16
 [data]
 val_fraction = 0.1
 """
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def subprocess_env(tmp_path: Path) -> dict[str, str]:
+    """Environment of a CLI child process: this checkout importable, one thread, its own cache."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "XTRANSFORMERS_CACHE": str(tmp_path / "cache"),
+    }
 
 
 def make_text(num_lines: int = 1500, seed: int = 0) -> str:

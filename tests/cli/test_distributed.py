@@ -3,7 +3,6 @@ checkpoints hold the full model, and only rank 0 logs and writes."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.cli.conftest import ROOT, subprocess_env
 from x_transformers.cli.checkpoint import find_checkpoint, list_checkpoints, read_manifest
 from x_transformers.cli.metrics import METRICS_FILE, read_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
     reason="needs torch.distributed with gloo",
@@ -23,12 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def torchrun(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "OMP_NUM_THREADS": "1",
-        "XTRANSFORMERS_CACHE": str(tmp_path / "cache"),
-    }
+    env = subprocess_env(tmp_path)
     command = [
         sys.executable,
         "-m",

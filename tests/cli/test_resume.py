@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.cli.conftest import TINY_CONFIG
+from tests.cli.conftest import TINY_CONFIG, subprocess_env
 from x_transformers.cli.checkpoint import find_checkpoint, load_model_state, read_manifest
 from x_transformers.cli.config import read_config_file, resolve
 from x_transformers.cli.metrics import METRICS_FILE, read_metrics
 from x_transformers.cli.train import train
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # every source of randomness the loop has: dropout, forgetful causal masks, accumulation
 RANDOM_CONFIG = (
@@ -82,12 +79,7 @@ def test_sigterm_writes_a_checkpoint_before_exiting(tmp_path, text_file):
     config = tmp_path / "long.toml"
     config.write_text(TINY_CONFIG)
     run = tmp_path / "run"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "OMP_NUM_THREADS": "1",
-        "XTRANSFORMERS_CACHE": str(tmp_path / "cache"),
-    }
+    env = subprocess_env(tmp_path)
     command = [
         sys.executable,
         "-m",

@@ -23,6 +23,7 @@ CASES = [
     case("qk_norm", attn_qk_norm=True),
     case("qk_norm_groups", attn_qk_norm=True, attn_qk_norm_groups=2),
     case("qk_norm_fixed_scale", attn_qk_norm=True, attn_qk_norm_learned_scale=False),
+    case("qk_norm_scale", attn_qk_norm=True, attn_qk_norm_scale=4.0),
     case("qk_norm_dim_scale", attn_qk_norm=True, attn_qk_norm_dim_scale=True),
     case("residual_attn", residual_attn=True),
     case("residual_attn_post_norm", residual_attn=True, pre_norm=False),

@@ -2,9 +2,10 @@
 
 from tests.feature_matrix import case
 
+TOKEN_MODEL = ("encoder", "decoder")
+
 CASES = [
     case("default"),
-    case("post_norm_off", pre_norm=True),
     case("ff_mult_2", ff_mult=2),
     case("dim_head_16", attn_dim_head=16),
     case("flash_requested", attn_flash=True),
@@ -14,4 +15,10 @@ CASES = [
     case("no_abs_pos", wrapper_kwargs={"use_abs_pos_emb": False}),
     case("tied_embedding", wrapper_kwargs={"tie_embedding": True}),
     case("emb_dim_projected", wrapper_kwargs={"emb_dim": 24}),
+    case("logits_dim", TOKEN_MODEL + ("not_token_logits",), wrapper_kwargs={"logits_dim": 7}),
+    case(
+        "only_embeddings",
+        TOKEN_MODEL + ("not_token_logits",),
+        wrapper_kwargs={"return_only_embed": True},
+    ),
 ]

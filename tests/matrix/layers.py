@@ -14,6 +14,8 @@ CASES = [
     case("rmsnorm_post_norm", use_rmsnorm=True, pre_norm=False),
     case("sandwich_norm", sandwich_norm=True),
     case("deepnorm", deepnorm=True),
+    # the encoder side of an encoder-decoder (XTransformer sets the decoder depth)
+    case("deepnorm_encoder_of_encdec", tags=("encoder",), deepnorm=True, deepnorm_decoder_depth=3),
     case("deepnorm_rmsnorm", deepnorm=True, use_rmsnorm=True),
     # ReZero blocks are the identity at initialisation: an encoder cannot show that it sees every
     # position and the branch weights get exactly zero gradient (unit tests open the gates).

@@ -15,6 +15,7 @@ CASES = [
     case("post_emb_norm", wrapper_kwargs={"post_emb_norm": True}),
     # --- layer level, alone (no absolute positions, so the scheme is the only position signal) --
     case("rotary", wrapper_kwargs=NO_ABS, rotary_pos_emb=True),
+    case("rotary_theta", wrapper_kwargs=NO_ABS, rotary_pos_emb=True, rotary_theta=500),
     case("rotary_partial", wrapper_kwargs=NO_ABS, rotary_pos_emb=True, rotary_emb_dim=4),
     case("rotary_xpos", wrapper_kwargs=NO_ABS, rotary_xpos=True, rotary_xpos_scale_base=8),
     case("rel_pos_bias", wrapper_kwargs=NO_ABS, rel_pos_bias=True),

@@ -88,7 +88,7 @@ def test_schemes_compose_in_one_provider():
     ).positions
     assert isinstance(provider.rotary, RotaryEmbedding)
     assert isinstance(provider.score_bias, AlibiPositionalBias)
-    assert provider.infusion is not None and provider.supports_offset
+    assert provider.infusion is not None
     t5 = Encoder(dim=16, depth=2, heads=4, rel_pos_bias=True).positions
     assert isinstance(t5.score_bias, T5RelativePositionBias) and t5.rotary is None
 

@@ -44,8 +44,6 @@ def alibi_slopes(num_heads: int) -> list[float]:
 class AlibiPositionalBias(nn.Module):
     """(h, i, j) linear distance bias on the first ``num_alibi_heads`` of ``heads`` heads."""
 
-    supports_offset = True  # computed from explicit positions
-
     def __init__(self, heads: int, *, causal: bool, num_alibi_heads: int | None = None):
         super().__init__()
         num_alibi_heads = heads if num_alibi_heads is None else num_alibi_heads

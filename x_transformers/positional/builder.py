@@ -112,9 +112,12 @@ def build_score_bias(config: LayerConfig) -> nn.Module | None:
 def build_positions(config: LayerConfig) -> PositionProvider | None:
     """One provider for the stack, or None when no positional scheme is on."""
     check_position_options(config)
-    provider = PositionProvider(
-        rotary=build_rotary(config),
-        score_bias=build_score_bias(config),
-        infusion=PositionInfusion(config.dim) if config.positions.position_infused_attn else None,
-    )
-    return provider if provider.schemes else None
+    infused = config.positions.position_infused_attn
+    schemes = {
+        "rotary": build_rotary(config),
+        "score_bias": build_score_bias(config),
+        "infusion": PositionInfusion(config.dim) if infused else None,
+    }
+    if all(scheme is None for scheme in schemes.values()):
+        return None
+    return PositionProvider(**schemes)

@@ -30,8 +30,6 @@ class DynamicPositionBias(nn.Module):
         log_distance: feed ``sign(d) * log(1 + |d|)`` instead of ``d``.
     """
 
-    supports_offset = True  # computed from explicit positions
-
     def __init__(self, hidden_dim: int, heads: int, *, depth: int = 2, log_distance: bool = False):
         super().__init__()
         if depth < 1:

@@ -43,8 +43,6 @@ class Infusion:
 class PositionInfusion(nn.Module):
     """Sinusoids of width ``dim`` for the queries and keys of a span."""
 
-    supports_offset = True  # computed from explicit positions
-
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim

@@ -13,8 +13,7 @@ Cross-attention never receives positions: its queries and keys belong to differe
 (T5 likewise has no relative bias in cross-attention).
 
 Every scheme here is computed from explicit positions, so each supports an offset (a KV cache,
-Transformer-XL memories): each module declares ``supports_offset = True`` and the provider
-combines the declarations.
+Transformer-XL memories).
 
 Shape letters: b batch, h heads, i queries, j keys, d features.
 """
@@ -86,15 +85,6 @@ class PositionProvider(nn.Module):
     ):
         super().__init__()
         self.rotary, self.score_bias, self.infusion = rotary, score_bias, infusion
-
-    @property
-    def schemes(self) -> list[nn.Module]:
-        return [m for m in (self.rotary, self.score_bias, self.infusion) if m is not None]
-
-    @property
-    def supports_offset(self) -> bool:
-        """Whether positions can start after a KV cache / XL memory (every scheme here can)."""
-        return all(getattr(m, "supports_offset", False) for m in self.schemes)
 
     def forward(
         self,

@@ -91,8 +91,6 @@ class RotaryEmbedding(nn.Module):
         xpos_scale_base: turn on the xPos decay with this scale base (None: plain rotary).
     """
 
-    supports_offset = True  # computed from explicit positions
-
     def __init__(self, dim: int, theta: float = 10000.0, xpos_scale_base: float | None = None):
         super().__init__()
         if dim < 2 or dim % 2:

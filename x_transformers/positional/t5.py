@@ -57,8 +57,6 @@ def check_t5_buckets(num_buckets: int, max_distance: int, bidirectional: bool) -
 class T5RelativePositionBias(nn.Module):
     """Learned bias per (bucket, head), looked up for every (query, key) pair."""
 
-    supports_offset = True  # computed from explicit positions
-
     def __init__(self, heads: int, *, causal: bool, num_buckets: int = 32, max_distance: int = 128):
         super().__init__()
         check_t5_buckets(num_buckets, max_distance, bidirectional=not causal)
