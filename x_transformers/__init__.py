@@ -1,18 +1,26 @@
-"""x-transformers: a concise but fully-featured transformer library."""
+"""x-transformers: a concise but fully-featured transformer library.
 
-from .generation import (
-    AutoregressiveWrapper,
-    ContinuousAutoregressiveWrapper,
-    XLAutoregressiveWrapper,
-)
+The layer stacks are imported eagerly; the wrappers and the generation wrappers on first use
+(PEP 562), so ``import x_transformers.layers`` loads the model code without the decoding code
+that builds on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from .layers import AttentionLayers, CrossAttender, Decoder, Encoder
 from .norms import RMSNorm, ScaleNorm
-from .wrappers import (
-    ContinuousTransformerWrapper,
-    TransformerWrapper,
-    ViTransformerWrapper,
-    XTransformer,
-)
+
+_LAZY = {
+    "AutoregressiveWrapper": ".generation",
+    "ContinuousAutoregressiveWrapper": ".generation",
+    "XLAutoregressiveWrapper": ".generation",
+    "ContinuousTransformerWrapper": ".wrappers",
+    "TransformerWrapper": ".wrappers",
+    "ViTransformerWrapper": ".wrappers",
+    "XTransformer": ".wrappers",
+}
 
 __all__ = [
     "AttentionLayers",
@@ -31,3 +39,15 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'x_transformers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -77,34 +77,32 @@ def stack_constants(config: LayerConfig) -> DeepNormConstants:
     return single_stack_constants(config.depth)
 
 
-def _xavier_normal_rows(weight: Tensor, rows: slice, gain: float) -> None:
-    """Xavier-normal init of ``weight[rows]`` as if it were its own (out, in) matrix."""
-    block = weight[rows]
-    fan_out, fan_in = block.shape
+def _xavier_normal(weight: Tensor, gain: float) -> None:
+    """Xavier-normal init of an (out, in) weight (or a writable view of one) in place."""
+    fan_out, fan_in = weight.shape
     std = gain * math.sqrt(2.0 / (fan_in + fan_out))
     with torch.no_grad():
-        block.normal_(0.0, std)
-
-
-def _init_linear(linear: nn.Linear, gain: float) -> None:
-    _xavier_normal_rows(linear.weight, slice(None), gain)
-    if linear.bias is not None:
-        nn.init.zeros_(linear.bias)
+        weight.normal_(0.0, std)
 
 
 def _init_linears(module: nn.Module, gain: float) -> None:
     for linear in module.modules():
         if isinstance(linear, nn.Linear):
-            _init_linear(linear, gain)
+            _xavier_normal(linear.weight, gain)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
 
 
 def _init_attention(attention: Attention, beta: float) -> None:
-    """q and k with gain 1; v and the output projection (every linear of it) with ``beta``."""
-    _init_linear(attention.to_q, 1.0)
-    key_width = attention.shapes.k_width  # the fused projection's rows are [keys; values]
-    _xavier_normal_rows(attention.to_kv.weight, slice(None, key_width), 1.0)
-    _xavier_normal_rows(attention.to_kv.weight, slice(key_width, None), beta)
-    _init_linears(attention.to_out, beta)
+    """q and k with gain 1; v and the output projection with ``beta`` (through the projections'
+    role hook, so the fused key/value layout stays its own business)."""
+
+    def init(role: str, weight: Tensor, bias: Tensor | None) -> None:
+        _xavier_normal(weight, 1.0 if role in ("q", "k") else beta)
+        if bias is not None:
+            bias.zero_()
+
+    attention.proj.initialize(init)
 
 
 def deepnorm_init(branch: nn.Module, beta: float) -> None:

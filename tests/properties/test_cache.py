@@ -212,7 +212,7 @@ def test_context_keys_and_values_are_computed_once():
     projected_lengths = []
     for block in model.attn_layers.blocks:
         if getattr(block.branch, "dim_context", None) == 12:  # the cross-attention blocks
-            block.branch.to_kv.register_forward_hook(
+            block.branch.proj.to_kv.register_forward_hook(
                 lambda module, args, out: projected_lengths.append(args[0].shape[1])
             )
     context = torch.randn(2, 5, 12, dtype=torch.float64)

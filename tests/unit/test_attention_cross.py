@@ -64,9 +64,9 @@ def test_cross_prefix_reaches_cross_attention_only():
     )
     (self_attention,) = blocks_of(stack, SELF_ATTENTION)
     (cross_attention,) = blocks_of(stack, CROSS_ATTENTION)
-    assert self_attention.to_kv.weight.shape[0] == 2 * 4 * 4
+    assert self_attention.proj.to_kv.weight.shape[0] == 2 * 4 * 4
     assert self_attention.memory_kv is None
-    assert cross_attention.to_kv.weight.shape[0] == 2 * 1 * 4
+    assert cross_attention.proj.to_kv.weight.shape[0] == 2 * 1 * 4
     assert cross_attention.memory_kv is not None
 
 

@@ -27,9 +27,9 @@ def attended_values(source: Attention, x):
     """The merged attention output (b, n, h * d) of ``source`` before its output projection."""
     plain = attention()
     with torch.no_grad():
-        plain.to_q.weight.copy_(source.to_q.weight)
-        plain.to_kv.weight.copy_(source.to_kv.weight)
-    plain.to_out = torch.nn.Identity()
+        plain.proj.to_q.weight.copy_(source.proj.to_q.weight)
+        plain.proj.to_kv.weight.copy_(source.proj.to_kv.weight)
+    plain.proj.to_out = torch.nn.Identity()
     return plain(x)[0]
 
 
@@ -39,9 +39,10 @@ def test_value_gate_starts_at_sigmoid_one_and_is_computed_from_the_input():
     x = torch.randn(2, 5, DIM)
     torch.testing.assert_close(gated(x)[0], plain(x)[0] * torch.sigmoid(torch.tensor(1.0)))
     with torch.no_grad():
-        gated.value_gate.to_gates.weight.normal_()
-    gates = torch.sigmoid(x @ gated.value_gate.to_gates.weight.t() + gated.value_gate.to_gates.bias)
-    expected = (attended_values(gated, x) * gates) @ gated.to_out.weight.t()
+        value_gate = gated.stages.at("output")[0]
+        value_gate.to_gates.weight.normal_()
+    gates = torch.sigmoid(x @ value_gate.to_gates.weight.t() + value_gate.to_gates.bias)
+    expected = (attended_values(gated, x) * gates) @ gated.proj.to_out.weight.t()
     torch.testing.assert_close(gated(x)[0], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -49,21 +50,26 @@ def test_head_scale_scales_each_heads_output():
     plain = attention()
     scaled = copy_common(attention(head_scale=True), plain)
     with torch.no_grad():
-        scaled.head_scale.scale.copy_(torch.tensor([2.0, 0.0]).view(HEADS, 1, 1))
-        plain.to_out.weight[:, :DIM_HEAD] *= 2  # head 0 doubled
-        plain.to_out.weight[:, DIM_HEAD:] = 0  # head 1 silenced
+        head_scale = scaled.stages.at("output")[0]
+        head_scale.scale.copy_(torch.tensor([2.0, 0.0]).view(HEADS, 1, 1))
+        plain.proj.to_out.weight[:, :DIM_HEAD] *= 2  # head 0 doubled
+        plain.proj.to_out.weight[:, DIM_HEAD:] = 0  # head 1 silenced
     x = torch.randn(2, 5, DIM)
     torch.testing.assert_close(scaled(x)[0], plain(x)[0])
 
 
 def test_attention_on_attention_is_a_glu_over_the_attended_values():
     aoa = attention(on_attn=True)
-    assert aoa.to_out.weight.shape == (2 * DIM, HEADS * DIM_HEAD)
+    assert aoa.proj.to_out.weight.shape == (2 * DIM, HEADS * DIM_HEAD)
     x = torch.randn(2, 5, DIM)
     attended = attended_values(aoa, x)  # (b, n, h * d)
-    information, gate = (attended @ aoa.to_out.weight.t() + aoa.to_out.bias).chunk(2, dim=-1)
+    information, gate = (attended @ aoa.proj.to_out.weight.t() + aoa.proj.to_out.bias).chunk(
+        2, dim=-1
+    )
     torch.testing.assert_close(aoa(x)[0], information * gate.sigmoid())
-    torch.testing.assert_close(aoa(x)[0], F.glu(attended @ aoa.to_out.weight.t() + aoa.to_out.bias))
+    torch.testing.assert_close(
+        aoa(x)[0], F.glu(attended @ aoa.proj.to_out.weight.t() + aoa.proj.to_out.bias)
+    )
 
 
 def test_memory_key_values_are_visible_to_every_query():
@@ -86,15 +92,15 @@ def test_memory_key_values_are_visible_to_every_query():
 def test_memory_key_values_equal_attention_over_prepended_keys():
     attn = attention(num_mem_kv=2)
     x = torch.randn(1, 4, DIM)
-    q = (x @ attn.to_q.weight.t()).unflatten(-1, (HEADS, DIM_HEAD)).transpose(1, 2)
+    q = (x @ attn.proj.to_q.weight.t()).unflatten(-1, (HEADS, DIM_HEAD)).transpose(1, 2)
     k, v = (
         (x @ w.t()).unflatten(-1, (HEADS, DIM_HEAD)).transpose(1, 2)
-        for w in attn.to_kv.weight.chunk(2)
+        for w in attn.proj.to_kv.weight.chunk(2)
     )
     k = torch.cat((attn.memory_kv.keys[None], k), dim=2)
     v = torch.cat((attn.memory_kv.values[None], v), dim=2)
     weights = (q @ k.transpose(-1, -2) / math.sqrt(DIM_HEAD)).softmax(-1)
-    expected = (weights @ v).transpose(1, 2).flatten(-2) @ attn.to_out.weight.t()
+    expected = (weights @ v).transpose(1, 2).flatten(-2) @ attn.proj.to_out.weight.t()
     torch.testing.assert_close(attn(x)[0], expected, rtol=1e-5, atol=1e-5)
 
 

@@ -19,9 +19,9 @@ def attention(causal=False, **options):
 
 def test_dim_head_sets_the_projection_widths():
     attn = attention()
-    assert attn.to_q.weight.shape == (HEADS * DIM_HEAD, DIM)
-    assert attn.to_kv.weight.shape == (2 * HEADS * DIM_HEAD, DIM)
-    assert attn.to_out.weight.shape == (DIM, HEADS * DIM_HEAD)
+    assert attn.proj.to_q.weight.shape == (HEADS * DIM_HEAD, DIM)
+    assert attn.proj.to_kv.weight.shape == (2 * HEADS * DIM_HEAD, DIM)
+    assert attn.proj.to_out.weight.shape == (DIM, HEADS * DIM_HEAD)
 
 
 @pytest.mark.parametrize(
@@ -30,8 +30,8 @@ def test_dim_head_sets_the_projection_widths():
 )
 def test_kv_heads_shrink_the_key_value_projection(options, kv_heads):
     attn = attention(**options)
-    assert attn.to_q.weight.shape == (HEADS * DIM_HEAD, DIM)  # queries keep every head
-    assert attn.to_kv.weight.shape == (2 * kv_heads * DIM_HEAD, DIM)
+    assert attn.proj.to_q.weight.shape == (HEADS * DIM_HEAD, DIM)  # queries keep every head
+    assert attn.proj.to_kv.weight.shape == (2 * kv_heads * DIM_HEAD, DIM)
     assert attn.shapes.kv_heads == kv_heads
 
 
@@ -40,15 +40,15 @@ def expand_to_multi_head(grouped: Attention) -> Attention:
     head h reading key/value head h // group (the enable_gqa convention)."""
     plain = attention()
     kv_heads = grouped.shapes.kv_heads
-    k_weight, v_weight = grouped.to_kv.weight.chunk(2)
+    k_weight, v_weight = grouped.proj.to_kv.weight.chunk(2)
     repeat = [  # (k * d, dim) -> (h * d, dim)
         w.unflatten(0, (kv_heads, DIM_HEAD)).repeat_interleave(HEADS // kv_heads, 0).flatten(0, 1)
         for w in (k_weight, v_weight)
     ]
     with torch.no_grad():
-        plain.to_q.weight.copy_(grouped.to_q.weight)
-        plain.to_kv.weight.copy_(torch.cat(repeat))
-        plain.to_out.weight.copy_(grouped.to_out.weight)
+        plain.proj.to_q.weight.copy_(grouped.proj.to_q.weight)
+        plain.proj.to_kv.weight.copy_(torch.cat(repeat))
+        plain.proj.to_out.weight.copy_(grouped.proj.to_out.weight)
     return plain
 
 
@@ -70,18 +70,18 @@ def test_grouped_heads_equal_multi_head_with_repeated_key_values(options, causal
 def test_collaborative_heads_follow_the_paper_formula():
     attn = attention(collab_heads=True, collab_compression=0.5)
     shared = int(0.5 * HEADS * DIM_HEAD)
-    assert attn.to_q.weight.shape == (shared, DIM)  # one shared query projection
-    assert attn.to_kv.weight.shape == (shared + HEADS * DIM_HEAD, DIM)
+    assert attn.proj.to_q.weight.shape == (shared, DIM)  # one shared query projection
+    assert attn.proj.to_kv.weight.shape == (shared + HEADS * DIM_HEAD, DIM)
     x = torch.randn(2, 5, DIM)
-    q = x @ attn.to_q.weight.t()  # (b, n, D)
-    k = x @ attn.to_kv.weight[:shared].t()
-    v = (x @ attn.to_kv.weight[shared:].t()).unflatten(-1, (HEADS, DIM_HEAD))  # (b, n, h, d)
+    q = x @ attn.proj.to_q.weight.t()  # (b, n, D)
+    k = x @ attn.proj.to_kv.weight[:shared].t()
+    v = (x @ attn.proj.to_kv.weight[shared:].t()).unflatten(-1, (HEADS, DIM_HEAD))  # (b, n, h, d)
     mixing = attn.collab_heads.mixing.squeeze(1)  # (h, D)
     heads = []
     for h in range(HEADS):
         scores = (q * mixing[h]) @ k.transpose(1, 2) / shared**0.5
         heads.append(scores.softmax(-1) @ v[:, :, h])
-    expected = torch.cat(heads, dim=-1) @ attn.to_out.weight.t()
+    expected = torch.cat(heads, dim=-1) @ attn.proj.to_out.weight.t()
     for need_weights in (False, True):
         out, _ = attn(x, need_weights=need_weights)
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
@@ -89,7 +89,7 @@ def test_collaborative_heads_follow_the_paper_formula():
 
 def test_collaborative_heads_compose_with_grouped_values():
     attn = attention(collab_heads=True, kv_heads=2)
-    assert attn.to_kv.weight.shape[0] == attn.shapes.dim_qk + 2 * DIM_HEAD
+    assert attn.proj.to_kv.weight.shape[0] == attn.shapes.dim_qk + 2 * DIM_HEAD
     out, _ = attn(torch.randn(1, 3, DIM))
     assert out.shape == (1, 3, DIM)
 

@@ -35,7 +35,7 @@ def test_similarities_are_bounded_by_groups_times_scale(groups, scale):
     # identical query and key projections make every query parallel to its own key, per group:
     # the diagonal reaches the bound exactly
     with torch.no_grad():
-        attn.to_q.weight.copy_(attn.to_kv.weight[: HEADS * DIM_HEAD])
+        attn.proj.to_q.weight.copy_(attn.proj.to_kv.weight[: HEADS * DIM_HEAD])
     diagonal = scores_of(attn, x).diagonal(dim1=-2, dim2=-1)
     torch.testing.assert_close(diagonal, torch.full_like(diagonal, groups * scale))
 

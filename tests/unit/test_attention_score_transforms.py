@@ -65,15 +65,18 @@ def test_talking_heads_with_identity_mixing_equals_plain_attention():
 def test_talking_heads_mix_logits_before_and_weights_after_the_softmax():
     attn = attention(talking_heads=True)
     with torch.no_grad():
-        attn.attend.pre_softmax.weight.copy_(torch.randn(HEADS, HEADS))
-        attn.attend.post_softmax.weight.copy_(torch.randn(HEADS, HEADS))
+        attn.attend.stages.at("scores")[0].weight.copy_(torch.randn(HEADS, HEADS))
+        attn.attend.stages.at("weights")[0].weight.copy_(torch.randn(HEADS, HEADS))
     x = torch.randn(2, 5, DIM)
     q, k, v = [
         t.unflatten(-1, (HEADS, DIM_HEAD)).transpose(1, 2)  # (b, h, n, d)
-        for t in (x @ attn.to_q.weight.t(), *(x @ attn.to_kv.weight.t()).chunk(2, dim=-1))
+        for t in (x @ attn.proj.to_q.weight.t(), *(x @ attn.proj.to_kv.weight.t()).chunk(2, dim=-1))
     ]
     logits = q @ k.transpose(-1, -2) / DIM_HEAD**0.5
-    pre, post = attn.attend.pre_softmax.weight, attn.attend.post_softmax.weight
+    pre, post = (
+        attn.attend.stages.at("scores")[0].weight,
+        attn.attend.stages.at("weights")[0].weight,
+    )
 
     def mix(matrix, x):  # out[:, g] = sum_h matrix[g, h] * x[:, h], written as loops
         return torch.stack(
@@ -81,7 +84,7 @@ def test_talking_heads_mix_logits_before_and_weights_after_the_softmax():
         )
 
     out = mix(post, mix(pre, logits).softmax(-1)) @ v
-    expected = out.transpose(1, 2).flatten(-2) @ attn.to_out.weight.t()
+    expected = out.transpose(1, 2).flatten(-2) @ attn.proj.to_out.weight.t()
     torch.testing.assert_close(attn(x)[0], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -89,4 +92,4 @@ def test_legacy_talking_heads_spelling():
     with pytest.warns(DeprecationWarning, match="'talking_heads'"):
         stack = Encoder(dim=DIM, depth=1, heads=HEADS, talking_heads=True)
     attend = stack.blocks[0].branch.attend
-    assert attend.pre_softmax is not None and attend.post_softmax is not None
+    assert [s.point for s in attend.stages.stages] == ["scores", "weights"]

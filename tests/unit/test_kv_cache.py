@@ -68,7 +68,12 @@ def test_dynamic_cache_slides_and_reorders():
     cache.keep_last(3)
     assert slot.keys[0, 0, :, 0].tolist() == [2.0, 3.0, 4.0]
     assert (cache.offset, cache.num_stored) == (5, 3)  # positions go on, fewer keys stored
-    assert cache.position_span(1) == {"offset": 5, "num_keys": 4, "key_start": None}
+    assert cache.position_span(1) == {
+        "offset": 5,
+        "num_keys": 4,
+        "key_start": None,
+        "num_new_keys": 1,
+    }
     cache.reorder(torch.tensor([1, 1, 0]))
     assert slot.keys.shape[0] == 3 and cache.key_padding.shape == (3, 3)
 
@@ -92,7 +97,12 @@ def test_static_cache_writes_at_a_tensor_position_advanced_in_place():
     cache.visible_keys(torch.zeros(2, 1, 8), None)
     k, _ = slot.extend(keys(n=1, start=20), keys(n=1, start=20))
     assert k[0, 0, :, 0].tolist() == [10.0, 11.0, 20.0, 0.0, 0.0, 0.0]
-    assert cache.position_span(1) == {"offset": position, "num_keys": 6, "key_start": 0}
+    assert cache.position_span(1) == {
+        "offset": position,
+        "num_keys": 6,
+        "key_start": 0,
+        "num_new_keys": 1,
+    }
 
 
 def test_static_key_mask_is_written_padded_and_causal():

@@ -209,12 +209,12 @@ def test_deepnorm_initialisation_gains():
     beta = (8 * depth) ** -0.25
     attention, feedforward = stack.blocks[0].branch, stack.blocks[1].branch
     inner = 4 * 32
-    keys, values = attention.to_kv.weight[:inner], attention.to_kv.weight[inner:]
+    keys, values = attention.proj.to_kv.weight[:inner], attention.proj.to_kv.weight[inner:]
     cases = [
-        (attention.to_q.weight, xavier_std(inner, dim, 1.0)),
+        (attention.proj.to_q.weight, xavier_std(inner, dim, 1.0)),
         (keys, xavier_std(inner, dim, 1.0)),
         (values, xavier_std(inner, dim, beta)),
-        (attention.to_out.weight, xavier_std(dim, inner, beta)),
+        (attention.proj.to_out.weight, xavier_std(dim, inner, beta)),
         (feedforward.proj_in[0].weight, xavier_std(4 * dim, dim, beta)),
         (feedforward.proj_out.weight, xavier_std(dim, 4 * dim, beta)),
     ]
@@ -259,6 +259,6 @@ def test_deepnorm_initialisation_follows_the_attention_shapes():
     attention = stack.blocks[0].branch
     width = attention.shapes.k_width
     assert width == 2 * 32
-    keys, values = attention.to_kv.weight[:width], attention.to_kv.weight[width:]
+    keys, values = attention.proj.to_kv.weight[:width], attention.proj.to_kv.weight[width:]
     assert keys.std().item() == pytest.approx(xavier_std(width, dim, 1.0), rel=0.05)
     assert values.std().item() == pytest.approx(xavier_std(width, dim, beta), rel=0.05)

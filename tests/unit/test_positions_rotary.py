@@ -24,7 +24,7 @@ def complex_rotary(x: torch.Tensor, positions: torch.Tensor, rotated: int, theta
 def test_rotation_equals_complex_formula(rotated):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 7, 8, dtype=F64)
-    span = PositionSpan.for_lengths(7, offset=5)
+    span = PositionSpan.for_lengths(7, offset=5, num_new_keys=7)  # keys of positions 5..11
     rotation = RotaryEmbedding(rotated)(span, x.device, F64)
     positions = torch.arange(5, 12, dtype=F64)
     expected = complex_rotary(x, positions, rotated)
@@ -93,11 +93,15 @@ def test_new_keys_of_a_cache_take_the_query_positions():
     full = rotary(full_span, torch.device("cpu"), F64)
     k = torch.randn(1, 2, 10, 8, dtype=F64)
     rotated_full = full.rotate_keys(k)
-    cached = rotary(PositionSpan.for_lengths(3, offset=7), k.device, F64)
+    cached = rotary(PositionSpan.for_lengths(3, offset=7, num_new_keys=3), k.device, F64)
     torch.testing.assert_close(cached.rotate_keys(k[..., 7:, :]), rotated_full[..., 7:, :])
-    torch.testing.assert_close(cached.rotate_keys(k), rotated_full)  # XL: memory + new
+    memory = rotary(PositionSpan.for_lengths(3, offset=7), k.device, F64)
+    torch.testing.assert_close(memory.rotate_keys(k), rotated_full)  # XL: memory + new
+    # the span, not the number of keys, says where the keys sit
+    with pytest.raises(ValueError, match="declares 3 keys"):
+        cached.rotate_keys(k)
     # a static cache: keys span the whole buffer from 0, the new keys still sit at the queries
-    static = rotary(PositionSpan(3, 16, torch.tensor(7), 0), k.device, F64)
+    static = rotary(PositionSpan(3, 16, torch.tensor(7), 0, num_new_keys=3), k.device, F64)
     torch.testing.assert_close(static.rotate_keys(k[..., 7:, :]), rotated_full[..., 7:, :])
     torch.testing.assert_close(
         static.rotate_queries(k[..., 7:, :]), full.rotate_queries(k)[..., 7:, :]

@@ -6,18 +6,18 @@ Two paths compute the same function:
   2205.14135). It expresses causal and padding masks, additive score biases (exactly, as a float
   mask), memory key/values (extra keys plus a mask), grouped-query / multi-query heads
   (``enable_gqa``) and dropout;
-- the explicit path, which materialises the (b, h, i, j) scores so that features can transform
-  them and so that the weights can be returned::
+- the explicit path, which materialises the (b, h, i, j) scores so that declared stages
+  (:mod:`.stages`) can transform them and so that the weights can be returned::
 
-      scores = scale * q.k (+ previous scores: residual attention)
-          -> pre-softmax transform (talking heads) -> + bias -> mask
-          -> sparsify (top-k) -> softmax or entmax-1.5
-          -> post-softmax transform (talking heads) -> dropout -> weights . v
+      'similarity' stages (q, k) -> scores = scale * q.k -> 'scores' stages -> + bias -> mask
+          -> 'masked' stages -> softmax (or the 'normalize' stage) -> 'weights' stages
+          -> dropout -> weights . v
 
-The choice is made once at construction, from the active features, and exposed as
-``Attend.fused`` with ``Attend.fused_reason``. Asking for the fused kernel (``attn_flash=True``)
-together with a feature that needs the matrix raises a ``ValueError`` naming both keywords, and
-so does ``return_attn=True`` at call time: ``attn_flash=True`` is a requirement, never a hint.
+The choice is made once at construction, from the stages' own declarations (``stage.fused``),
+and exposed as ``Attend.fused`` with ``Attend.fused_reason``. Asking for the fused kernel
+(``attn_flash=True``) together with a stage that needs the matrix raises a ``ValueError``
+naming both keywords, and so does ``return_attn=True`` at call time: ``attn_flash=True`` is a
+requirement, never a hint.
 Without ``attn_flash`` the fused path is simply used whenever it can express the features.
 
 A query row with no visible key (for example a fully padded sequence) yields zeros on both paths:
@@ -38,6 +38,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .masks import causal_mask, combine_masks
+from .stages import KERNEL_POINTS, MASKED, NORMALIZE, SCORES, SIMILARITY, WEIGHTS, StageList
 
 # F.scaled_dot_product_attention takes enable_gqa from torch 2.5 on
 SDPA_SUPPORTS_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)
@@ -47,17 +48,17 @@ SDPA_SUPPORTS_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5
 class AttentionIntermediates:
     """What one attention call can hand back to the stack (None when not computed).
 
-    - ``pre_softmax_scores``: the scores the softmax variant receives (after bias, talking-heads
-      mixing, mask and top-k; masked entries hold ``finfo.min``); with ``need_weights`` only;
-    - ``post_softmax_attn``: the softmax / entmax weights, before talking-heads mixing and
-      dropout; rows without a visible key are zero; with ``need_weights`` only;
-    - ``residual_scores``: the scores carried to the next block of the same kind by residual
-      attention (RealFormer, 2012.11747): ``scale * q.k + previous``, before bias and mask.
+    - ``pre_softmax_scores``: the scores the softmax variant receives (after the score stages,
+      bias, mask and the masked-score stages; masked entries hold ``finfo.min``);
+    - ``post_softmax_attn``: the softmax (or normalize stage) weights, before the weight stages
+      and dropout; rows without a visible key are zero.
+
+    Both are computed with ``need_weights`` only. What a block hands to later blocks is not
+    here but in the forward's :class:`~x_transformers.attention.stages.ForwardState`.
     """
 
     pre_softmax_scores: Tensor | None = None  # (b, h, i, j)
     post_softmax_attn: Tensor | None = None  # (b, h, i, j)
-    residual_scores: Tensor | None = None  # (b, h, i, j)
 
 
 def similarity(q: Tensor, k: Tensor) -> Tensor:
@@ -75,10 +76,10 @@ def aggregate(weights: Tensor, v: Tensor) -> Tensor:
     return rearrange(out, "b k g i d -> b (k g) i d")
 
 
-def _fused_reason(needs_matrix: tuple[str, ...]) -> str:
-    if not needs_matrix:
-        return "fused: F.scaled_dot_product_attention expresses every active feature"
-    return f"explicit: {', '.join(needs_matrix)} need(s) the attention matrix"
+def _fused_reason(blockers: tuple[str, ...]) -> str:
+    if not blockers:
+        return "fused: F.scaled_dot_product_attention expresses every active stage"
+    return f"explicit: {', '.join(blockers)} need(s) the attention matrix"
 
 
 class Attend(nn.Module):
@@ -88,16 +89,13 @@ class Attend(nn.Module):
     Args:
         causal: queries only see keys at or before their own position (bottom-right aligned).
         dropout: dropout on the attention weights (training only).
-        scale: multiplier of q.k; defaults to ``dim_head ** -0.5``.
-        flash: the user asked for the fused kernel (``flash_keyword``); a ``ValueError`` is
-            raised when an active feature (listed in ``needs_matrix``) requires the explicit path.
-        needs_matrix: the active keywords that need the attention matrix; the fused path is used
-            exactly when this is empty.
-        pre_softmax: transform of the (b, h, i, j) scores before bias and mask (talking heads).
-        sparsify: transform of the masked scores (top-k).
-        normalize: scores -> weights along the keys (softmax by default; entmax-1.5).
-        post_softmax: transform of the weights (talking heads).
-        residual: add ``prev_scores`` to the scores and hand them on (residual attention).
+        scale: multiplier of q.k; defaults to ``dim_head ** -0.5`` of the incoming queries
+            (before any 'similarity' stage widens them).
+        flash: the user asked for the fused kernel (``flash_keyword``); a ``ValueError`` naming
+            both keywords is raised when a stage declares that the fused kernel cannot run it.
+        stages: the declared stages at the kernel's points ('similarity', 'scores', 'masked',
+            'normalize', 'weights'); the fused path is used exactly when every one of them
+            declares ``fused = True``.
     """
 
     def __init__(
@@ -108,32 +106,25 @@ class Attend(nn.Module):
         scale: float | None = None,
         flash: bool = False,
         flash_keyword: str = "attn_flash",
-        needs_matrix: tuple[str, ...] = (),
-        pre_softmax: nn.Module | None = None,
-        sparsify: nn.Module | None = None,
-        normalize: nn.Module | None = None,
-        post_softmax: nn.Module | None = None,
-        residual: bool = False,
+        stages: StageList | None = None,
     ):
         super().__init__()
         self.causal = causal
         self.dropout = dropout
         self.scale = scale
         self.flash, self.flash_keyword = flash, flash_keyword
-        self.pre_softmax = pre_softmax
-        self.sparsify = sparsify
-        self.normalize = normalize
-        self.post_softmax = post_softmax
-        self.residual = residual
-        transforms = (pre_softmax, sparsify, normalize, post_softmax)
-        if not needs_matrix and (residual or any(t is not None for t in transforms)):
-            raise ValueError("Attend: matrix transforms were given but 'needs_matrix' is empty")
-        self.fused = not needs_matrix
-        self.fused_reason = _fused_reason(needs_matrix)
+        stages = StageList() if stages is None else stages
+        misplaced = [s.keyword for s in stages.stages if s.point not in KERNEL_POINTS]
+        if misplaced:
+            raise ValueError(f"Attend runs the kernel's points only; got stages of {misplaced}")
+        self.stages = stages
+        blockers = stages.not_fused()
+        self.fused = not blockers
+        self.fused_reason = _fused_reason(blockers)
         if flash and not self.fused:
             raise ValueError(
                 f"'{flash_keyword}=True' cannot be combined with "
-                f"{', '.join(map(repr, needs_matrix))}: they need the attention matrix, which the "
+                f"{', '.join(map(repr, blockers))}: they need the attention matrix, which the "
                 f"fused kernel never materialises; drop '{flash_keyword}' or the feature"
             )
 
@@ -144,13 +135,17 @@ class Attend(nn.Module):
         v: Tensor,
         mask: Tensor | None = None,
         bias: Tensor | None = None,
-        prev_scores: Tensor | None = None,
         need_weights: bool = False,
+        state=None,
     ) -> tuple[Tensor, AttentionIntermediates]:
         """q (b, h, i, d), k (b, k, j, d), v (b, k, j, dv) with h a multiple of k; mask
         broadcastable to (b, h, i, j), True = attend; bias an additive score bias broadcastable
-        to (b, h, i, j); prev_scores (b, h, i, j) the residual scores of the previous block."""
+        to (b, h, i, j); state the forward's :class:`ForwardState` (read and written by stages
+        that hand something to later blocks)."""
         num_queries, num_keys = q.shape[-2], k.shape[-2]
+        scale = self.scale if self.scale is not None else q.shape[-1] ** -0.5
+        if self.stages.has(SIMILARITY):
+            q, k = self.stages.run(SIMILARITY, q, k, state=state)
         # SDPA's is_causal cannot be combined with a float mask, so a bias takes the mask path
         use_builtin_causal = (
             self.causal and mask is None and bias is None and num_queries == num_keys
@@ -170,18 +165,18 @@ class Attend(nn.Module):
                 " the fused kernel never materialises them"
             )
         if self.fused and not need_weights:
-            out = self._fused(q, k, v, mask, bias, use_builtin_causal)
+            out = self._fused(q, k, v, mask, bias, use_builtin_causal, scale)
             intermediates = AttentionIntermediates()
         else:
             out, intermediates = self._explicit(
-                q, k, v, mask, bias, prev_scores, use_builtin_causal, row_has_key, need_weights
+                q, k, v, mask, bias, use_builtin_causal, scale, row_has_key, need_weights, state
             )
 
         if row_has_key is not None:
             out = out.masked_fill(~row_has_key, 0.0)
         return out, intermediates
 
-    def _fused(self, q, k, v, mask, bias, is_causal: bool) -> Tensor:
+    def _fused(self, q, k, v, mask, bias, is_causal: bool, scale: float) -> Tensor:
         if bias is not None:
             # an additive bias is exact as a float mask; masked positions get the lowest value
             bias = bias.to(q.dtype)
@@ -202,34 +197,32 @@ class Attend(nn.Module):
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal,
-            scale=self.scale,
+            scale=scale,
             **grouped,
         )
 
     def _explicit(
-        self, q, k, v, mask, bias, prev_scores, is_causal, row_has_key, need_weights
+        self, q, k, v, mask, bias, is_causal, scale, row_has_key, need_weights, state
     ) -> tuple[Tensor, AttentionIntermediates]:
-        scale = self.scale if self.scale is not None else q.shape[-1] ** -0.5
+        stages = self.stages
         scores = similarity(q, k) * scale  # (b, h, i, j)
-        if prev_scores is not None:
-            scores = scores + prev_scores
-        residual_scores = scores if self.residual else None
-        if self.pre_softmax is not None:
-            scores = self.pre_softmax(scores)
+        scores = stages.run(SCORES, scores, state=state)
         if bias is not None:
             scores = scores + bias
         if is_causal:
             mask = causal_mask(q.shape[-2], k.shape[-2], q.device)
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        if self.sparsify is not None:
-            scores = self.sparsify(scores)
-        attn = scores.softmax(dim=-1) if self.normalize is None else self.normalize(scores)
-        weights = attn if self.post_softmax is None else self.post_softmax(attn)
+        scores = stages.run(MASKED, scores, state=state)
+        if stages.has(NORMALIZE):
+            attn = stages.run(NORMALIZE, scores, state=state)
+        else:
+            attn = scores.softmax(dim=-1)
+        weights = stages.run(WEIGHTS, attn, state=state)
         weights = F.dropout(weights, self.dropout, training=self.training)
         out = aggregate(weights, v)
 
-        intermediates = AttentionIntermediates(residual_scores=residual_scores)
+        intermediates = AttentionIntermediates()
         if need_weights:
             if row_has_key is not None:
                 attn = attn.masked_fill(~row_has_key, 0.0)

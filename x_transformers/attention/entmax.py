@@ -26,7 +26,9 @@ even for masked scores filled with ``finfo.min``.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from .stages import NORMALIZE, AttentionStage
 
 _OUTSIDE_SUPPORT = -2.0  # any x < -1 has zero probability (see the module docstring)
 
@@ -73,8 +75,13 @@ def entmax15(z: Tensor) -> Tensor:
     return Entmax15Function.apply(z)
 
 
-class Entmax15(nn.Module):
+class Entmax15(AttentionStage):
     """entmax-1.5 over the keys (1909.00015): attention weights with exact zeros."""
 
-    def forward(self, scores: Tensor) -> Tensor:
+    point, fused = NORMALIZE, False
+
+    def __init__(self, keyword: str = "attn_use_entmax15"):
+        super().__init__(keyword)
+
+    def forward(self, scores: Tensor, state=None) -> Tensor:
         return entmax15(scores)

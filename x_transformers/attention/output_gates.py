@@ -5,6 +5,9 @@
   as in AlphaFold2 the gate starts with W = 0 and b = 1.
 - ``head_scale`` ("NormFormer", 2110.09456): a learned scale per head on its output, initialised
   to 1.
+- ``gate_value_heads`` ("Quantizable Transformers: Removing Outliers by Helping Attention Heads
+  Do Nothing", 2306.12929, gated attention): one learned gate per head, ``sigmoid(w_h . x + b_h)``,
+  multiplies that head's output, so a head can switch itself off for a token.
 - ``on_attn`` ("Attention on Attention for Image Captioning", 1908.06954): the paper computes an
   information vector ``i = W_i [v; q] + b_i`` and a gate ``g = sigmoid(W_g [v; q] + b_g)`` from
   the attended values ``v`` and the query ``q`` and outputs ``i * g``. Following this library's
@@ -21,32 +24,52 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .stages import OUTPUT, AttentionStage
 
-class ValueGate(nn.Module):
+
+class ValueGate(AttentionStage):
     """out (b, h, n, d) * sigmoid(to_gates(x)) per head and channel (AlphaFold2)."""
 
-    def __init__(self, dim: int, heads: int, dim_v: int):
-        super().__init__()
+    point = OUTPUT
+
+    def __init__(self, dim: int, heads: int, dim_v: int, keyword: str = "attn_gate_values"):
+        super().__init__(keyword)
         self.heads = heads
         self.to_gates = nn.Linear(dim, heads * dim_v)
         nn.init.zeros_(self.to_gates.weight)
         nn.init.ones_(self.to_gates.bias)
 
-    def forward(self, out: Tensor, x: Tensor) -> Tensor:
+    def forward(self, out: Tensor, x: Tensor, state=None) -> Tensor:
         gates = self.to_gates(x).sigmoid()  # (b, n, h * d)
         gates = gates.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # b n (h d) -> b h n d
         return out * gates
 
 
-class HeadScale(nn.Module):
+class HeadScale(AttentionStage):
     """A learned scale per head (NormFormer): out (b, h, n, d) * gamma (h, 1, 1)."""
 
-    def __init__(self, heads: int):
-        super().__init__()
+    point = OUTPUT
+
+    def __init__(self, heads: int, keyword: str = "attn_head_scale"):
+        super().__init__(keyword)
         self.scale = nn.Parameter(torch.ones(heads, 1, 1))
 
-    def forward(self, out: Tensor) -> Tensor:
+    def forward(self, out: Tensor, x: Tensor, state=None) -> Tensor:
         return out * self.scale
+
+
+class HeadGate(AttentionStage):
+    """out (b, h, n, d) * sigmoid(to_gates(x)) with one gate per head (2306.12929)."""
+
+    point = OUTPUT
+
+    def __init__(self, dim: int, heads: int, keyword: str = "attn_gate_value_heads"):
+        super().__init__(keyword)
+        self.to_gates = nn.Linear(dim, heads)
+
+    def forward(self, out: Tensor, x: Tensor, state=None) -> Tensor:
+        gates = self.to_gates(x).sigmoid()  # (b, n, h)
+        return out * gates.transpose(1, 2).unsqueeze(-1)  # b n h -> b h n 1
 
 
 class AttentionOnAttention(nn.Linear):

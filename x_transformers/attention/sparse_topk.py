@@ -11,17 +11,21 @@ Shape letters: b batch, h heads, i queries, j keys.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from .stages import MASKED, AttentionStage
 
 
-class SparseTopK(nn.Module):
+class SparseTopK(AttentionStage):
     """Keep the ``k`` largest scores of every query row; the rest become ``finfo.min``."""
 
-    def __init__(self, k: int):
-        super().__init__()
+    point, fused = MASKED, False
+
+    def __init__(self, k: int, keyword: str = "attn_sparse_topk"):
+        super().__init__(keyword)
         self.k = k
 
-    def forward(self, scores: Tensor) -> Tensor:
+    def forward(self, scores: Tensor, state=None) -> Tensor:
         """scores (b, h, i, j), already masked -> (b, h, i, j)."""
         if self.k >= scores.shape[-1]:
             return scores
@@ -31,4 +35,4 @@ class SparseTopK(nn.Module):
         return scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
 
     def extra_repr(self) -> str:
-        return f"k={self.k}"
+        return f"k={self.k}, {super().extra_repr()}"

@@ -18,13 +18,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .stages import SCORES, WEIGHTS, AttentionStage
 
-class HeadMixing(nn.Module):
-    """One learned mixing of the head axis of a (b, h, i, j) tensor, initialised to identity."""
 
-    def __init__(self, heads: int):
-        super().__init__()
+class HeadMixing(AttentionStage):
+    """One learned mixing of the head axis of a (b, h, i, j) tensor, initialised to identity; at
+    the raw scores (``point='scores'``) or at the weights (``point='weights'``)."""
+
+    fused = False
+
+    def __init__(self, heads: int, point: str, keyword: str = "attn_talking_heads"):
+        if point not in (SCORES, WEIGHTS):
+            raise ValueError(f"talking heads mix the scores or the weights, not {point!r}")
+        super().__init__(keyword, point=point)
         self.weight = nn.Parameter(torch.eye(heads))  # (g, h)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, state=None) -> Tensor:
         return torch.einsum("b h i j, g h -> b g i j", x, self.weight)

@@ -13,7 +13,7 @@ One protocol, two implementations:
 
 The protocol, as the layer stack and the attention blocks use it (duck-typed)::
 
-    span = cache.position_span(n)            # {'offset', 'num_keys', 'key_start'} of this forward
+    span = cache.position_span(n)            # {'offset', 'num_keys', 'key_start', 'num_new_keys'}
     mask = cache.visible_keys(x, mask)       # (b, 1, i, j) key mask of this forward, or None
     slot = cache.slot(index, context=False)  # handed to each attention block, which does:
     kv_input = slot.pending(kv_input)        #   the inputs whose keys / values are not cached
@@ -37,39 +37,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..layers.past import check_cache, kv_cache_blockers  # noqa: F401  (re-exported)
+
 KeysValues = tuple[Tensor, Tensor]
-
-
-def kv_cache_blockers(module: nn.Module) -> tuple[str, ...]:
-    """The keywords of every active feature below ``module`` that cannot use the KV cache."""
-    found: list[str] = []
-    for submodule in module.modules():
-        if getattr(submodule, "supports_kv_cache", True):
-            continue
-        name = getattr(submodule, "kv_cache_keyword", type(submodule).__name__)
-        if name not in found:
-            found.append(name)
-    return tuple(found)
-
-
-def check_cache(stack: nn.Module, cache, attn_mask: Tensor | None) -> None:
-    """Raise one clear error when a layer stack cannot run with ``cache``."""
-    if cache is None:
-        return
-    where = type(stack).__name__
-    blockers = stack.kv_cache_blockers  # collected once, when the stack was built
-    if blockers:
-        raise ValueError(
-            f"{where} cannot use a KV cache: {', '.join(map(repr, blockers))} "
-            "do(es) not support caching; call it without 'cache=' (recompute) instead"
-        )
-    if not stack.causal:
-        raise ValueError(f"a KV cache needs a causal stack (Decoder); {where} is bidirectional")
-    if attn_mask is not None:
-        raise ValueError(
-            f"'attn_mask' of shape {tuple(attn_mask.shape)} cannot be combined with a KV cache; "
-            "use 'mask' (b, n) for padding"
-        )
 
 
 class ContextSlot:
@@ -184,8 +154,14 @@ class DynamicKVCache:
 
     def position_span(self, num_new: int) -> dict:
         """Where this forward's queries and keys sit (for the position provider): queries from
-        ``offset``, keys ending with the last query (``key_start`` None)."""
-        return {"offset": self.offset, "num_keys": self.num_stored + num_new, "key_start": None}
+        ``offset``, keys ending with the last query (``key_start`` None); this forward projects
+        the keys of its ``num_new`` positions only."""
+        return {
+            "offset": self.offset,
+            "num_keys": self.num_stored + num_new,
+            "key_start": None,
+            "num_new_keys": num_new,
+        }
 
     def visible_keys(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         """Record the key-padding mask (b, n) of the new positions; return the key mask
@@ -287,8 +263,14 @@ class StaticKVCache:
 
     def position_span(self, num_new: int) -> dict:
         """Where this forward's queries and keys sit (for the position provider): queries from
-        the write position; the keys are the whole buffer, whose slot j holds position j."""
-        return {"offset": self.offset, "num_keys": self.capacity, "key_start": 0}
+        the write position; the keys are the whole buffer, whose slot j holds position j; this
+        forward projects the keys of its ``num_new`` positions only."""
+        return {
+            "offset": self.offset,
+            "num_keys": self.capacity,
+            "key_start": 0,
+            "num_new_keys": num_new,
+        }
 
     def write_positions(self, num_new: int) -> Tensor:
         return self.offset + torch.arange(num_new, device=self.offset.device)

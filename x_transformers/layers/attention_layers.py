@@ -6,19 +6,34 @@ Shape letters: b batch, n sequence, d model width, j context length.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..attention import ForwardState
 from ..attention.masks import combine_masks, full_to_attention_mask, key_padding_to_attention_mask
-from ..generation.kv_cache import check_cache, kv_cache_blockers
-from ..generation.recurrence import check_memories
 from ..options import parse_layer_kwargs
 from ..positional import Positions, build_positions
 from .builders import build_blocks, build_final_norm
 from .intermediates import LayerIntermediates
 from .layout import CROSS_ATTENTION, FEEDFORWARD, SELF_ATTENTION, plan_layers
+from .past import check_cache, check_memories, kv_cache_blockers
 from .validation import check_attn_mask, check_context, check_mask
+
+
+@dataclass
+class PreparedInputs:
+    """What :meth:`AttentionLayers.prepare` computes once per forward for every block: the inputs
+    of each block kind, the forward's state, the XL memories and the KV cache. An executor of the
+    plan (the plain loop of :meth:`AttentionLayers.run_plan`, or another) takes it from there."""
+
+    block_inputs: dict[str, dict]
+    state: ForwardState
+    mems: list[Tensor] | None = None
+    cache: Any = None
 
 
 class AttentionLayers(nn.Module):
@@ -90,45 +105,63 @@ class AttentionLayers(nn.Module):
         before x (positions of x start at m). ``cache``: a KV cache (see
         :mod:`x_transformers.generation.kv_cache`); x holds the positions after the cached ones,
         and ``mask`` only covers x."""
+        prepared = self.prepare(x, mask, context, context_mask, attn_mask, return_attn, mems, cache)
+        x, intermediates = self.run_plan(x, prepared)
+        return (x, intermediates) if return_hiddens else x
+
+    def prepare(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        return_attn: bool = False,
+        mems: list[Tensor] | None = None,
+        cache=None,
+    ) -> PreparedInputs:
+        """Validate the inputs and compute, once per forward, what the blocks receive: masks,
+        positions, memories and cache (see :meth:`forward` for the arguments)."""
         check_mask(x, mask, "mask")
         check_attn_mask(x, attn_mask)
         check_context(self, x, context, context_mask)
         memory_length = check_memories(mems, x, self.layer_kinds.count(SELF_ATTENTION), cache)
         check_cache(self, cache, attn_mask)
-        inputs = {
+        state = ForwardState()
+        attention_inputs = {"need_weights": return_attn, "padding_mask": mask, "state": state}
+        block_inputs = {
             SELF_ATTENTION: {
                 "mask": self._self_attention_mask(x, mask, attn_mask, memory_length, cache),
                 "positions": self._positions(x, memory_length, cache),
-                "need_weights": return_attn,
-                "padding_mask": mask,
-                "prev_scores": None,  # residual attention: the previous block's scores
+                **attention_inputs,
             },
             CROSS_ATTENTION: {
                 "context": context,
                 "mask": key_padding_to_attention_mask(context_mask),
-                "need_weights": return_attn,
-                "padding_mask": mask,
-                "prev_scores": None,
+                **attention_inputs,
             },
             FEEDFORWARD: {"padding_mask": mask},
         }
-        intermediates = LayerIntermediates()
+        return PreparedInputs(block_inputs, state, mems, cache)
+
+    def run_plan(self, x: Tensor, prepared: PreparedInputs) -> tuple[Tensor, LayerIntermediates]:
+        """Run every block of the plan on x with the prepared inputs, then the final norm."""
+        intermediates = LayerIntermediates(state=prepared.state)
         for index, (kind, block) in enumerate(zip(self.layer_kinds, self.blocks)):
-            past = self._past_inputs(index, block, mems, cache)
+            past = self._past_inputs(index, block, prepared.mems, prepared.cache)
             if kind == SELF_ATTENTION:
                 intermediates.self_attention_inputs.append(x)
             if self._skip_block():
                 continue
             intermediates.hiddens.append(x)
-            x, attention_intermediates = block(x, **inputs.get(kind, {}), **past)
+            x, attention_intermediates = block(x, **prepared.block_inputs[kind], **past)
             if attention_intermediates is not None:
                 intermediates.attn_intermediates.append(attention_intermediates)
-                inputs[kind]["prev_scores"] = attention_intermediates.residual_scores
         x = self.final_norm(x)
-        if cache is not None:
-            cache.advance(x.shape[1])
-            intermediates.cache = cache
-        return (x, intermediates) if return_hiddens else x
+        if prepared.cache is not None:
+            prepared.cache.advance(x.shape[1])
+            intermediates.cache = prepared.cache
+        return x, intermediates
 
     def _self_attention_mask(self, x, mask, attn_mask, memory_length: int, cache):
         """(b|1, 1, i, j) self-attention mask: key padding and ``attn_mask`` (memories in front
@@ -145,8 +178,9 @@ class AttentionLayers(nn.Module):
     def _positions(self, x: Tensor, memory_length: int, cache) -> Positions | None:
         """Positions of this forward, computed once for every self-attention block (None without
         a positional scheme). The queries are the newest positions: after XL memories (offset =
-        memory length) or after what a KV cache holds (the cache describes its key layout with
-        ``cache.position_span(num_new) -> {'num_keys', 'offset', 'key_start'}``)."""
+        memory length) or after what a KV cache holds. The span also says which keys this
+        forward projects: all of them (memories and x), or only x's with a cache (whose
+        ``position_span(num_new)`` describes its key layout)."""
         if self.positions is None:
             return None
         n = x.shape[1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..attention import Attention
+from ..attention.residual_scores import ResidualScores
+from ..attention.value_residual import ValueResidual
 from ..deepnorm import DeepNormConstants, deepnorm_init, stack_constants
 from ..feedforward import FeedForward
 from ..norms import build_norm
@@ -15,14 +17,17 @@ from .shift_tokens import build_token_shift, shifts_per_block
 from .sublayer import Sublayer
 
 
-def build_branch(kind: str, config: LayerConfig, dim_context: int | None) -> nn.Module:
+def build_branch(
+    kind: str, config: LayerConfig, dim_context: int | None, index_of_kind: int = 0
+) -> nn.Module:
+    """The branch of one block; ``index_of_kind`` counts the earlier blocks of the same kind."""
     if kind == SELF_ATTENTION:
         return Attention(
             config.dim,
             config.heads,
             config.attention,
             causal=config.causal,
-            residual_attn=config.blocks.residual_attn,
+            stages=stack_stages(kind, config.blocks, index_of_kind),
         )
     if kind == CROSS_ATTENTION:
         return Attention(
@@ -31,11 +36,23 @@ def build_branch(kind: str, config: LayerConfig, dim_context: int | None) -> nn.
             config.cross_attention,
             dim_context=dim_context,
             option_prefix="cross_attn_",
-            residual_attn=config.blocks.cross_residual_attn,
+            stages=stack_stages(kind, config.blocks, index_of_kind),
         )
     if kind == FEEDFORWARD:
         return FeedForward(config.dim, config.feedforward)
     raise ValueError(f"unknown block kind {kind!r}; expected one of 'a', 'c', 'f'")
+
+
+def stack_stages(kind: str, blocks: BlockOptions, index_of_kind: int) -> list:
+    """Attention stages that stack keywords contribute to the blocks of one kind: what one block
+    hands to the next through the forward's state."""
+    self_attention = kind == SELF_ATTENTION
+    residual_keyword = "residual_attn" if self_attention else "cross_residual_attn"
+    candidates = [
+        getattr(blocks, residual_keyword) and ResidualScores(residual_keyword),
+        self_attention and blocks.add_value_residual and ValueResidual(first=index_of_kind == 0),
+    ]
+    return [stage for stage in candidates if stage]
 
 
 def build_blocks(kinds: tuple[str, ...], config: LayerConfig, dim_context: int | None):
@@ -43,9 +60,14 @@ def build_blocks(kinds: tuple[str, ...], config: LayerConfig, dim_context: int |
     shifts = shifts_per_block(config.blocks.shift_tokens, len(kinds))
     deepnorm = stack_constants(config) if config.blocks.deepnorm else None
     return nn.ModuleList(
-        build_block(kind, config, dim_context, shift=shift, deepnorm=deepnorm)
-        for kind, shift in zip(kinds, shifts)
+        build_block(kind, config, dim_context, shift=shift, deepnorm=deepnorm, index_of_kind=index)
+        for kind, shift, index in zip(kinds, shifts, indices_of_kind(kinds))
     )
+
+
+def indices_of_kind(kinds: tuple[str, ...]) -> list[int]:
+    """For each block, how many blocks of the same kind come before it."""
+    return [kinds[:position].count(kind) for position, kind in enumerate(kinds)]
 
 
 def build_block(
@@ -55,9 +77,10 @@ def build_block(
     *,
     shift: int = 0,
     deepnorm: DeepNormConstants | None = None,
+    index_of_kind: int = 0,
 ) -> Sublayer:
     dim, blocks = config.dim, config.blocks
-    branch = build_branch(kind, config, dim_context)
+    branch = build_branch(kind, config, dim_context, index_of_kind)
     if deepnorm is not None:
         deepnorm_init(branch, deepnorm.beta)
     pre_norm = uses_pre_norm(blocks)
@@ -67,6 +90,7 @@ def build_block(
         token_shift=build_token_shift(dim, shift),
         post_branch_norm=build_norm(dim, blocks) if blocks.sandwich_norm else None,
         branch_scale=build_branch_scale(kind, blocks),
+        branch_dropout=build_branch_dropout(kind, config),
         residual=build_residual(dim, blocks, deepnorm),
         post_residual_norm=None if pre_norm else build_norm(dim, blocks),
     )
@@ -87,6 +111,17 @@ def build_branch_scale(kind: str, blocks: BlockOptions) -> nn.Module | None:
     if len(scales) > 1:
         return nn.Sequential(*scales)
     return scales[0] if scales else None
+
+
+def build_branch_dropout(kind: str, config: LayerConfig) -> nn.Module | None:
+    """Sublayer dropout: ``attn_`` / ``cross_attn_`` / ``ff_sublayer_dropout`` of the kind."""
+    options = {
+        SELF_ATTENTION: config.attention,
+        CROSS_ATTENTION: config.cross_attention,
+        FEEDFORWARD: config.feedforward,
+    }[kind]
+    rate = options.sublayer_dropout
+    return nn.Dropout(rate) if rate > 0 else None
 
 
 def build_residual(

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..attention import AttentionIntermediates
+from ..attention import AttentionIntermediates, ForwardState
 
 
 @dataclass
@@ -22,6 +22,8 @@ class LayerIntermediates:
     cache: Any = None
     # Transformer-XL memories for the next segment (set by the wrappers with return_mems)
     mems: list[Tensor] | None = None
+    # what the blocks handed to later blocks, keyed by feature (residual scores, first values)
+    state: ForwardState | None = None
 
     @property
     def attn_maps(self) -> list[Tensor]:

@@ -22,7 +22,8 @@ Every layout below is the same recipe with some stages switched off (``nn.Identi
                                       └─────────────────────────┘
 
 Scaled (NormFormer) and gated (GTrXL) residuals replace the ``(+)``; token shift acts on the
-branch input, right after the pre-branch norm.
+branch input, right after the pre-branch norm; sublayer dropout (``attn_sublayer_dropout``,
+``ff_sublayer_dropout``) drops elements of the branch output right before the residual.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from ..residual import Residual
 
 
 class Sublayer(nn.Module):
-    """``post_residual_norm(residual(branch_scale(post_branch_norm(branch(h))), x))`` with
-    ``h = token_shift(pre_branch_norm(x))``.
+    """``post_residual_norm(residual(dropout(branch_scale(post_branch_norm(branch(h)))), x))``
+    with ``h = token_shift(pre_branch_norm(x))``.
 
     Every stage but the branch is ``nn.Identity`` (the token shift ``None``) when its feature is
     off. A branch may return a tensor or ``(tensor, intermediates)``; the block always returns
@@ -49,6 +50,7 @@ class Sublayer(nn.Module):
         token_shift: nn.Module | None = None,
         post_branch_norm: nn.Module | None = None,
         branch_scale: nn.Module | None = None,
+        branch_dropout: nn.Module | None = None,
         residual: nn.Module | None = None,
         post_residual_norm: nn.Module | None = None,
     ):
@@ -58,6 +60,7 @@ class Sublayer(nn.Module):
         self.branch = branch
         self.post_branch_norm = _or_identity(post_branch_norm)
         self.branch_scale = _or_identity(branch_scale)
+        self.branch_dropout = branch_dropout
         self.residual = Residual() if residual is None else residual
         self.post_residual_norm = _or_identity(post_residual_norm)
 
@@ -68,6 +71,8 @@ class Sublayer(nn.Module):
         out = self.branch(h, **branch_inputs)
         out, intermediates = out if isinstance(out, tuple) else (out, None)
         out = self.branch_scale(self.post_branch_norm(out))
+        if self.branch_dropout is not None:
+            out = self.branch_dropout(out)
         return self.post_residual_norm(self.residual(out, x)), intermediates
 
 

@@ -3,6 +3,7 @@ cross-attention only). Each feature lives in its own module of :mod:`x_transform
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .spec import option
@@ -46,3 +47,26 @@ class AttentionOptions:
     # the QK-norm paper learns the scale (initialised at qk_norm_scale); False keeps it fixed
     qk_norm_learned_scale: bool = option(True, "learn the qk-norm scale", "2010.04245")
     qk_norm_dim_scale: bool = option(False, "QK RMSNorm learned dim scale", "2302.05442")
+    # --- declared stages (x_transformers.attention.stages) -------------------------------------
+    # tanh soft-capping of the scores, cap * tanh(scores / cap) (Gemma 2)
+    softclamp_logits: bool = option(
+        False, "tanh soft-capping of the attention logits", "2408.00118"
+    )
+    logit_softclamp_value: float = option(50.0, "the soft-capping value", "2408.00118")
+    # sigmoid(scores + b) instead of the softmax, b = -log(training length)
+    sigmoid: bool = option(False, "sigmoid attention", "2409.04431")
+    sigmoid_bias: float = option(-math.log(1024), "sigmoid attention bias, -log(n)", "2409.04431")
+    # -||q - k||^2 * scale instead of q.k * scale (a Lipschitz self-attention)
+    l2_distance: bool = option(False, "negative squared l2-distance scores", "2006.04710")
+    # per-head RMSNorm with learned gains on the queries and keys / on the values
+    qk_rmsnorm: bool = option(False, "per-head RMSNorm of queries and keys", "2302.05442")
+    value_rmsnorm: bool = option(False, "per-head RMSNorm of the values", "2302.05442")
+    # a zero key / value in front of the keys, so a head can attend to nothing
+    add_zero_kv: bool = option(False, "a zero key/value to attend to nothing", "2306.12929")
+    # one learned sigmoid gate per head on its output (gated attention)
+    gate_value_heads: bool = option(False, "per-head output gates", "2306.12929")
+    # --- projections and the block output -----------------------------------------------------
+    qkv_bias: bool = option(False, "bias on the query, key and value projections")
+    out_bias: bool = option(False, "bias on the output projection")
+    # dropout on the block's output, before the residual addition
+    sublayer_dropout: float = option(0.0, "dropout on the attention branch output")

@@ -40,6 +40,8 @@ class BlockOptions:
     residual_attn: bool = option(False, "residual attention scores", "2012.11747")
     # the same between the cross-attention blocks of a stack
     cross_residual_attn: bool = option(False, "residual cross-attention", "2012.11747")
+    # ResFormer: later self-attention blocks mix in the first block's values
+    add_value_residual: bool = option(False, "value residual learning", "2410.17897")
     # --- layout ------------------------------------------------------------------------------
     # feedforward - attention - feedforward, each feedforward a half step (Macaron Net)
     macaron: bool = option(False, "half-step feedforwards around attention", "1906.02762")

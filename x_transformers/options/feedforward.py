@@ -22,6 +22,8 @@ class FeedForwardOptions:
     relu_squared: bool = option(False, "ReLU squared activation", "2109.08668")
     # a LayerNorm after the activation (NormFormer)
     post_act_ln: bool = option(False, "LayerNorm after the activation", "2110.09456")
+    # dropout on the block's output, before the residual addition
+    sublayer_dropout: float = option(0.0, "dropout on the feedforward branch output")
 
     def __post_init__(self):
         if self.mult <= 0:

@@ -21,23 +21,20 @@ from .span import PositionSpan
 
 @dataclass(frozen=True)
 class Infusion:
-    """Sinusoids at the query positions (i, d) and at the key positions (j, d) of a span."""
+    """Sinusoids at the query positions (i, d) of a span and at the positions of the keys
+    projected in this call (n, d), as the span declares them."""
 
     query: Tensor
     key: Tensor
 
     def infuse(self, q_input: Tensor, k_input: Tensor) -> tuple[Tensor, Tensor]:
-        """Add positions to q_input (b, i, d) and k_input (b, n, d), placed like the keys of
-        :meth:`Rotation.rotate_keys`: all j keys of the span take the key positions, fewer (new
-        keys of a KV cache) the last n query positions."""
-        n, num_queries, num_keys = k_input.shape[-2], self.query.shape[0], self.key.shape[0]
-        if n != num_keys and n > num_queries:
+        """Add positions to q_input (b, i, d) and k_input (b, n, d)."""
+        if k_input.shape[-2] != self.key.shape[0]:
             raise ValueError(
-                f"{n} key inputs, but the position span has {num_keys} keys and {num_queries} "
-                "queries; pass the keys of the span or only new ones"
+                f"{k_input.shape[-2]} key inputs, but the position span declares "
+                f"{self.key.shape[0]} keys projected in this call"
             )
-        key = self.key if n == num_keys else self.query[-n:]
-        return q_input + self.query.to(q_input.dtype), k_input + key.to(k_input.dtype)
+        return q_input + self.query.to(q_input.dtype), k_input + self.key.to(k_input.dtype)
 
 
 class PositionInfusion(nn.Module):
@@ -50,7 +47,7 @@ class PositionInfusion(nn.Module):
     def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Infusion:
         return Infusion(
             query=sinusoids(span.query_positions(device, dtype), self.dim),
-            key=sinusoids(span.key_positions(device, dtype), self.dim),
+            key=sinusoids(span.new_key_positions(device, dtype), self.dim),
         )
 
     def extra_repr(self) -> str:

@@ -53,8 +53,8 @@ class Positions:
         return bias + self.bias
 
     def rotate(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-        """Rotary: rotate q (b, h, i, d) and the keys computed in this call k (b, h, n, d): all
-        keys of the span, or the n newest (a KV cache); see :meth:`Rotation.rotate_keys`."""
+        """Rotary: rotate q (b, h, i, d) and the keys projected in this call k (b, h, n, d), at
+        the positions the span declares for them (:attr:`PositionSpan.new_key_start`)."""
         if self.rotation is None:
             return q, k
         return self.rotation.rotate_queries(q), self.rotation.rotate_keys(k)
@@ -92,16 +92,18 @@ class PositionProvider(nn.Module):
         num_keys: int | None = None,
         offset: int | Tensor = 0,
         key_start: int | Tensor | None = None,
+        num_new_keys: int | None = None,
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
     ) -> Positions:
         """Positions for queries at ``offset + arange(num_queries)`` and keys ending with the last
         query (``num_keys`` defaults to ``offset + num_queries``, i.e. keys from position 0;
-        ``key_start`` overrides where the keys begin). ``dtype`` is the activations' dtype: the
+        ``key_start`` overrides where the keys begin; ``num_new_keys``: a KV cache projects keys
+        for the newest positions only). ``dtype`` is the activations' dtype: the
         schemes compute in it promoted to at least float32 with autocast off, and the bias is
         returned in it."""
-        span = PositionSpan.for_lengths(num_queries, num_keys, offset, key_start)
+        span = PositionSpan.for_lengths(num_queries, num_keys, offset, key_start, num_new_keys)
         compute_dtype = torch.promote_types(dtype, torch.float32)
         with autocast_disabled(device):
             bias = _evaluate(self.score_bias, span, device, compute_dtype)

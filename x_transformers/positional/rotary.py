@@ -53,13 +53,11 @@ def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class Rotation:
     """Cosines and sines (xPos scale folded in) of one :class:`PositionSpan`: query-side at the
-    query positions (i, r), key-side at the query positions (i, r) and at the key positions
-    (j, r). Without xPos the two sides are the same tensors."""
+    query positions (i, r), key-side at the positions of the keys projected in this call (n, r),
+    as the span declares them (:attr:`PositionSpan.new_key_start`)."""
 
     query_cos: Tensor
     query_sin: Tensor
-    key_cos_at_queries: Tensor
-    key_sin_at_queries: Tensor
     key_cos: Tensor
     key_sin: Tensor
 
@@ -68,18 +66,13 @@ class Rotation:
         return apply_rotation(q, self.query_cos, self.query_sin)
 
     def rotate_keys(self, k: Tensor) -> Tensor:
-        """k (b, h, n, d): the keys computed in this call. All j keys of the span (a plain
-        forward, XL memories + input) take the key positions; fewer (the new keys of a KV cache)
-        are the newest ones and sit at the last n query positions."""
-        n, num_keys = k.shape[-2], self.key_cos.shape[0]
-        if n == num_keys:
-            return apply_rotation(k, self.key_cos, self.key_sin)
-        if n > self.query_cos.shape[0]:
+        """k (b, h, n, d): the keys projected in this call, at the span's new-key positions."""
+        if k.shape[-2] != self.key_cos.shape[0]:
             raise ValueError(
-                f"{n} keys to rotate, but the position span has {num_keys} keys and "
-                f"{self.query_cos.shape[0]} queries; pass the keys of the span or only new ones"
+                f"{k.shape[-2]} keys to rotate, but the position span declares "
+                f"{self.key_cos.shape[0]} keys projected in this call"
             )
-        return apply_rotation(k, self.key_cos_at_queries[-n:], self.key_sin_at_queries[-n:])
+        return apply_rotation(k, self.key_cos, self.key_sin)
 
 
 class RotaryEmbedding(nn.Module):
@@ -121,19 +114,17 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Rotation:
         query_positions = span.query_positions(device, dtype)
-        key_positions = span.key_positions(device, dtype)
+        key_positions = span.new_key_positions(device, dtype)
         query_angles, key_angles = self.angles(query_positions), self.angles(key_positions)
         query_cos, query_sin = query_angles.cos(), query_angles.sin()
         key_cos, key_sin = key_angles.cos(), key_angles.sin()
         if self.xpos_scale_base is None:
-            return Rotation(query_cos, query_sin, query_cos, query_sin, key_cos, key_sin)
+            return Rotation(query_cos, query_sin, key_cos, key_sin)
         query_scale = self.xpos_scale(query_positions)  # keys take the reciprocal
         key_scale = self.xpos_scale(key_positions)
         return Rotation(
             query_cos * query_scale,
             query_sin * query_scale,
-            query_cos / query_scale,
-            query_sin / query_scale,
             key_cos / key_scale,
             key_sin / key_scale,
         )

@@ -8,7 +8,13 @@ so a KV cache or Transformer-XL memory shifts positions by giving an explicit of
 
 By default the keys end with the last query (the queries are the newest positions), which is the
 layout of a plain forward (offset 0), of a growing KV cache (offset = cached length, keys =
-cached + new) and of XL memories (offset = memory length). Starts may be Python ints or 0-d
+cached + new) and of XL memories (offset = memory length).
+
+The span also says which keys the attention *projects* in this call (``new_key_start``,
+``num_new_keys``): all keys of the span in a plain forward or with XL memories, only the newest
+``num_new_keys`` (at the last query positions) with a KV cache, whose older keys were projected,
+and positioned, by earlier calls. Rotary and position-infused attention place the keys they see
+from these fields, never from tensor lengths. Starts may be Python ints or 0-d
 integer tensors (a static cache's write position), so nothing here syncs with the host.
 
 Shape letters: i queries, j keys.
@@ -30,6 +36,21 @@ class PositionSpan:
     num_keys: int
     query_start: int | Tensor = 0
     key_start: int | Tensor = 0
+    # the keys projected in this call: None means every key of the span (from key_start)
+    num_new_keys: int | None = None
+
+    @property
+    def new_key_count(self) -> int:
+        """How many keys this call projects (and rotates / infuses)."""
+        return self.num_keys if self.num_new_keys is None else self.num_new_keys
+
+    @property
+    def new_key_start(self) -> int | Tensor:
+        """Position of the first key projected in this call: the key start, or (fewer new keys
+        than keys: a KV cache) the query position of the first new key."""
+        if self.num_new_keys is None:
+            return self.key_start
+        return self.query_start + self.num_queries - self.num_new_keys
 
     @classmethod
     def for_lengths(
@@ -38,10 +59,12 @@ class PositionSpan:
         num_keys: int | None = None,
         offset: int | Tensor = 0,
         key_start: int | Tensor | None = None,
+        num_new_keys: int | None = None,
     ) -> PositionSpan:
         """Queries at ``offset + arange(num_queries)``; ``num_keys`` defaults to every position
         up to the last query (``offset + num_queries``); keys end with the last query unless
-        ``key_start`` says otherwise."""
+        ``key_start`` says otherwise; ``num_new_keys`` (at most ``num_queries``) is how many of
+        the newest positions this call projects keys for (None: all keys of the span)."""
         if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 1:
             raise ValueError(f"num_queries must be a positive int, got {num_queries!r}")
         if num_keys is None:
@@ -52,7 +75,11 @@ class PositionSpan:
             raise ValueError(f"num_keys must be a positive int, got {num_keys!r}")
         if key_start is None:
             key_start = offset + num_queries - num_keys
-        return cls(num_queries, num_keys, offset, key_start)
+        if num_new_keys is not None and not 0 <= num_new_keys <= num_queries:
+            raise ValueError(
+                f"num_new_keys must lie in [0, num_queries={num_queries}], got {num_new_keys}"
+            )
+        return cls(num_queries, num_keys, offset, key_start, num_new_keys)
 
     @property
     def delta(self) -> int | Tensor:
@@ -66,6 +93,10 @@ class PositionSpan:
     def key_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
         """(j,) positions of the keys."""
         return (torch.arange(self.num_keys, device=device) + self.key_start).to(dtype)
+
+    def new_key_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
+        """(n,) positions of the keys projected in this call."""
+        return (torch.arange(self.new_key_count, device=device) + self.new_key_start).to(dtype)
 
     def distances(self, device: torch.device) -> Tensor:
         """(i, j) integer ``query_position - key_position``: positive when the key is earlier."""
