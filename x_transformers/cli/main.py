@@ -6,6 +6,7 @@
     torchrun --nproc_per_node 2 -m x_transformers.cli train --preset tiny   # DDP (or --fsdp)
     xtransformers sample runs/tiny --prompt "def main(" --length 300 --top-p 0.9
     xtransformers eval runs/tiny --data some.txt           # bits per byte
+    xtransformers ablate --suite default --seeds 3         # every technique vs a base, table + plots
 
 Problems the user can fix (a config key, a missing file, a corrupt checkpoint) are printed as one
 line and exit with status 2; a run stopped by SIGINT / SIGTERM exits with 128 + the signal number
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device")
     evaluate.add_argument("--threads", type=int, help="CPU threads (torch default)")
+
+    from .ablation.command import add_parser as add_ablate_parser
+
+    add_ablate_parser(commands)
     return parser
 
 
@@ -289,7 +294,18 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-COMMANDS = {"train": command_train, "sample": command_sample, "eval": command_eval}
+def command_ablate(args) -> int:
+    from .ablation.command import command_ablate as run_ablation
+
+    return run_ablation(args)
+
+
+COMMANDS = {
+    "train": command_train,
+    "sample": command_sample,
+    "eval": command_eval,
+    "ablate": command_ablate,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
