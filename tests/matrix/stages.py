@@ -36,6 +36,7 @@ CASES = [
     case("softclamp_logits", attn_softclamp_logits=True, attn_logit_softclamp_value=2.0),
     case("sigmoid", attn_sigmoid=True),
     case("sigmoid_bias", attn_sigmoid=True, attn_sigmoid_bias=-2.0),
+    case("laplace", attn_laplace=True),
     case("l2_distance", attn_l2_distance=True),
     case("qk_rmsnorm", attn_qk_rmsnorm=True),
     case("value_rmsnorm", attn_value_rmsnorm=True),

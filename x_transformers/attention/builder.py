@@ -14,6 +14,7 @@ from .entmax import Entmax15
 from .head_norms import QueryKeyRMSNorm, ValueRMSNorm
 from .heads import HeadShapes
 from .l2_distance import L2DistanceScores
+from .laplace import LaplaceAttention
 from .output_gates import HeadGate, HeadScale, ValueGate
 from .sigmoid import SigmoidAttention
 from .softclamp import SoftclampScores
@@ -45,6 +46,7 @@ def build_stages(
         o.sparse_topk is not None and SparseTopK(o.sparse_topk, p + "sparse_topk"),
         o.use_entmax15 and Entmax15(p + "use_entmax15"),
         o.sigmoid and SigmoidAttention(o.sigmoid_bias, p + "sigmoid"),
+        o.laplace and LaplaceAttention(p + "laplace"),
         o.talking_heads and HeadMixing(shapes.heads, "weights", p + "talking_heads"),
         o.gate_values and ValueGate(dim, shapes.heads, shapes.dim_v, p + "gate_values"),
         o.gate_value_heads and HeadGate(dim, shapes.heads, p + "gate_value_heads"),

@@ -56,6 +56,8 @@ class AttentionOptions:
     # sigmoid(scores + b) instead of the softmax, b = -log(training length)
     sigmoid: bool = option(False, "sigmoid attention", "2409.04431")
     sigmoid_bias: float = option(-math.log(1024), "sigmoid attention bias, -log(n)", "2409.04431")
+    # the Laplace function of the scores instead of the softmax (Mega)
+    laplace: bool = option(False, "Laplace attention", "2209.10655")
     # -||q - k||^2 * scale instead of q.k * scale (a Lipschitz self-attention)
     l2_distance: bool = option(False, "negative squared l2-distance scores", "2006.04710")
     # per-head RMSNorm with learned gains on the queries and keys / on the values
