@@ -14,7 +14,8 @@ from x_transformers import (
     Encoder,
     TransformerWrapper,
 )
-from x_transformers.generation.autoregressive import forgetful_causal_mask, pad_after_eos
+from x_transformers.generation.autoregressive import forgetful_causal_mask
+from x_transformers.generation.loop import pad_after_eos
 
 
 def gpt(num_tokens=13, max_seq_len=12):

@@ -17,8 +17,8 @@ from x_transformers import (
     TransformerWrapper,
     XTransformer,
 )
-from x_transformers.generation.autoregressive import pad_after_eos
 from x_transformers.generation.decode import left_pad_prompts
+from x_transformers.generation.loop import pad_after_eos
 
 VOCAB = 23
 

@@ -2,7 +2,8 @@
 
 from .autoregressive import AutoregressiveWrapper
 from .continuous import ContinuousAutoregressiveWrapper
-from .decode import DecodeSession, decode_step, left_pad_prompts
+from .decode import DecodeSession, decode_step, eval_mode, left_pad_prompts
+from .interface import DecodingSpec, cache_capacity
 from .kv_cache import DynamicKVCache, StaticKVCache, kv_cache_blockers
 from .recurrence import XLAutoregressiveWrapper
 from .sampling import min_p, sample_next_token, top_k, top_p
@@ -11,10 +12,13 @@ __all__ = [
     "AutoregressiveWrapper",
     "ContinuousAutoregressiveWrapper",
     "DecodeSession",
+    "DecodingSpec",
     "DynamicKVCache",
     "StaticKVCache",
     "XLAutoregressiveWrapper",
+    "cache_capacity",
     "decode_step",
+    "eval_mode",
     "kv_cache_blockers",
     "left_pad_prompts",
     "min_p",

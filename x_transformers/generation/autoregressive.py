@@ -13,8 +13,9 @@ from torch import Tensor, nn
 
 from ..attention.masks import combine_masks
 from .beam_search import beam_search
-from .decode import DecodeSession, eval_mode, left_pad_prompts, make_cache
-from .sampling import resolve_filter, sample_next_token
+from .decode import DecodeSession, eval_mode, left_pad_prompts, open_session
+from .interface import decoding_spec
+from .loop import make_sampler, sample_tokens
 
 
 def forgetful_causal_mask(batch: int, seq_len: int, mask_prob: float, device) -> Tensor:
@@ -29,13 +30,6 @@ def forgetful_causal_mask(batch: int, seq_len: int, mask_prob: float, device) ->
     scores[:, 0] = -1.0
     hidden = scores.topk(num_hidden, dim=-1).indices
     return keep.scatter(1, hidden, False)
-
-
-def pad_after_eos(tokens: Tensor, eos_token: int, pad_value: int) -> Tensor:
-    """Replace everything after the first ``eos_token`` of each row by ``pad_value``."""
-    is_eos = tokens == eos_token
-    after_eos = (is_eos.cumsum(dim=-1) - is_eos.long()) > 0
-    return tokens.masked_fill(after_eos, pad_value)
 
 
 class AutoregressiveWrapper(nn.Module):
@@ -54,12 +48,13 @@ class AutoregressiveWrapper(nn.Module):
         super().__init__()
         if not 0.0 <= mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
-        if not getattr(getattr(net, "attn_layers", None), "causal", False):
+        spec = decoding_spec(net, "AutoregressiveWrapper")
+        if not spec.causal:
             raise ValueError(
                 "AutoregressiveWrapper needs a causal model (attn_layers=Decoder(...))"
             )
         self.net = net
-        self.max_seq_len = net.max_seq_len
+        self.max_seq_len = spec.max_seq_len
         self.ignore_index, self.pad_value, self.mask_prob = ignore_index, pad_value, mask_prob
 
     def forward(
@@ -111,28 +106,12 @@ class AutoregressiveWrapper(nn.Module):
                 relative) or ``'static'`` (preallocated; compile-friendly steps).
             **kwargs: forward keywords for every step (``context``, ``context_mask``, ...).
         """
-        resolve_filter(filter_logits_fn)  # fail early on a bad filter name
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        sample = make_sampler(temperature, filter_logits_fn, filter_kwargs)
         prompt = left_pad_prompts(prompts, prompt_lens, self.pad_value)
         session = self._session(prompt, seq_len, cache_kv, cache_kind, kwargs, "generate")
-        generated = []
-        done = torch.zeros(prompt.tokens.shape[0], dtype=torch.bool, device=prompt.tokens.device)
         with eval_mode(self.net):
             logits = session.prefill(prompt.tokens, prompt.mask, prompt.start_positions)
-            for step in range(seq_len):
-                next_token = sample_next_token(logits, temperature, filter_logits_fn, filter_kwargs)
-                generated.append(next_token)
-                if eos_token is not None:
-                    done = done | (next_token == eos_token)
-                    if bool(done.all()):
-                        break
-                if step + 1 < seq_len:
-                    logits = session.step(next_token[:, None])
-        out = torch.stack(generated, dim=1)  # (b, t)
-        if eos_token is not None:
-            out = pad_after_eos(out, eos_token, self.pad_value)
-            out = F.pad(out, (0, seq_len - out.shape[1]), value=self.pad_value)
+            out = sample_tokens(session, logits, seq_len, sample, eos_token, self.pad_value)
         return out[0] if prompt.unbatched else out
 
     @torch.no_grad()
@@ -163,7 +142,14 @@ class AutoregressiveWrapper(nn.Module):
         return tokens[0, 0] if prompt.unbatched else tokens[:, 0]
 
     def _session(self, prompt, seq_len, cache_kv, cache_kind, kwargs, where) -> DecodeSession:
-        capacity = min(prompt.tokens.shape[1] + seq_len, self.max_seq_len)
-        capacity += getattr(self.net, "num_memory_tokens", 0)
-        cache = make_cache(self.net, cache_kv, cache_kind, capacity, where)
-        return DecodeSession(self.net, cache, self.max_seq_len, kwargs)
+        spec = decoding_spec(self.net, "AutoregressiveWrapper")
+        return open_session(
+            self.net,
+            spec,
+            prompt.tokens.shape[1],
+            seq_len,
+            cache_kv=cache_kv,
+            cache_kind=cache_kind,
+            layer_inputs=kwargs,
+            where=where,
+        )

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .decode import DecodeSession
+from .loop import pad_to_length
 
 
 def beam_search(
@@ -57,7 +58,7 @@ def beam_search(
         if step + 1 < seq_len:
             session.reorder(source)
             logits = session.step(new_tokens[:, None])
-    tokens = F.pad(tokens, (0, seq_len - tokens.shape[1]), value=pad_value)
+    tokens = pad_to_length(tokens, seq_len, pad_value)
     return tokens.reshape(batch, beams, seq_len), scores
 
 

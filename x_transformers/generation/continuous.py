@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .decode import DecodeSession, eval_mode, make_cache
+from .decode import eval_mode, open_session
+from .interface import decoding_spec
 
 
 class ContinuousAutoregressiveWrapper(nn.Module):
@@ -18,9 +19,10 @@ class ContinuousAutoregressiveWrapper(nn.Module):
 
     def __init__(self, net: nn.Module, loss_fn=F.mse_loss):
         super().__init__()
-        if not getattr(getattr(net, "attn_layers", None), "causal", False):
+        spec = decoding_spec(net, "ContinuousAutoregressiveWrapper")
+        if not spec.causal:
             raise ValueError("ContinuousAutoregressiveWrapper needs attn_layers=Decoder(...)")
-        self.net, self.loss_fn, self.max_seq_len = net, loss_fn, net.max_seq_len
+        self.net, self.loss_fn, self.max_seq_len = net, loss_fn, spec.max_seq_len
 
     def forward(self, x: Tensor, mask: Tensor | None = None, **kwargs) -> Tensor:
         """x (b, n, d); ``mask`` (b, n) True = real vector. Padded targets do not count."""
@@ -60,10 +62,16 @@ class ContinuousAutoregressiveWrapper(nn.Module):
             )
         unbatched = start.ndim < 3
         out = start.reshape(1, -1, start.shape[-1]) if unbatched else start
-        capacity = min(out.shape[1] + seq_len, self.max_seq_len)
-        capacity += getattr(self.net, "num_memory_tokens", 0)
-        cache = make_cache(self.net, cache_kv, cache_kind, capacity, "generate")
-        session = DecodeSession(self.net, cache, self.max_seq_len, kwargs)
+        session = open_session(
+            self.net,
+            decoding_spec(self.net, "ContinuousAutoregressiveWrapper"),
+            out.shape[1],
+            seq_len,
+            cache_kv=cache_kv,
+            cache_kind=cache_kind,
+            layer_inputs=kwargs,
+            where="generate",
+        )
         generated = []
         with eval_mode(self.net):
             next_vector = session.prefill(out)

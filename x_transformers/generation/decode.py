@@ -12,7 +12,8 @@ the growing sequence of a batch and decides, step by step, how the next output i
 Beyond ``max_seq_len`` the window slides. A dynamic cache slides by dropping its oldest keys when
 positions allow it (relative positions only: no absolute position embedding, no memory tokens,
 whose positions are tied to the window start); otherwise the session switches to recomputing the
-window and says so once.
+window and says so once. The session knows the model only through the
+:class:`~.interface.DecodingSpec` it declares (window, absolute positions, memory tokens).
 
 Prompts of different lengths are left-padded (:func:`left_pad_prompts`): padded positions are
 masked as keys and absolute positions start at each row's first real token
@@ -33,7 +34,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .kv_cache import DynamicKVCache, StaticKVCache, kv_cache_blockers
+from .interface import DecodingSpec, cache_capacity
+from .kv_cache import DynamicKVCache, StaticKVCache
 
 CACHE_KINDS = ("dynamic", "static")
 # frames inside these packages are skipped when warning, so a warning points at the user's line
@@ -108,41 +110,51 @@ def decode_step(net: nn.Module, inputs: Tensor, cache, **layer_inputs) -> Tensor
     return net(inputs, cache=cache, **layer_inputs)[:, -1]
 
 
-def sliding_window_blocker(net: nn.Module) -> str | None:
-    """The keyword that ties positions to the start of the window, if any (then a cache cannot
-    slide past ``max_seq_len`` and the window is recomputed instead)."""
-    if getattr(net, "memory_tokens", None) is not None:
-        return "num_memory_tokens"
-    if getattr(getattr(net, "stem", None), "pos_emb", None) is not None:
-        return "use_abs_pos_emb"
-    return None
-
-
 @contextlib.contextmanager
 def eval_mode(net: nn.Module):
-    was_training = net.training
+    """Run the block with ``net`` in eval mode; afterwards, also when the block raises, every
+    submodule gets back its own train / eval mode (a frozen part may have been in eval mode)."""
+    modes = [(module, module.training) for module in net.modules()]
     net.eval()
     try:
         yield
     finally:
-        net.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
-def make_cache(net: nn.Module, cache_kv: bool, cache_kind: str, capacity: int, where: str):
-    """A fresh cache for ``net``, or None when ``cache_kv`` is off or a feature prevents it (then
-    a warning names the feature)."""
+def make_cache(spec: DecodingSpec, cache_kv: bool, cache_kind: str, capacity: int, where: str):
+    """A fresh cache for a model declaring ``spec``, or None when ``cache_kv`` is off or a
+    feature prevents it (then a warning names the feature)."""
     if cache_kind not in CACHE_KINDS:
         raise ValueError(f"cache_kind must be one of {CACHE_KINDS}, got {cache_kind!r}")
     if not cache_kv:
         return None
-    blockers = kv_cache_blockers(net)
-    if blockers:
+    if spec.kv_cache_blockers:
         warn_user(
-            f"{where}(cache_kv=True) recomputes every step: {', '.join(map(repr, blockers))} "
-            "cannot use the KV cache"
+            f"{where}(cache_kv=True) recomputes every step: "
+            f"{', '.join(map(repr, spec.kv_cache_blockers))} cannot use the KV cache"
         )
         return None
     return DynamicKVCache() if cache_kind == "dynamic" else StaticKVCache(capacity)
+
+
+def open_session(
+    net: nn.Module,
+    spec: DecodingSpec,
+    prompt_length: int,
+    num_new: int,
+    *,
+    cache_kv: bool,
+    cache_kind: str,
+    layer_inputs: dict,
+    where: str,
+) -> DecodeSession:
+    """A :class:`DecodeSession` for ``num_new`` steps after a prompt of ``prompt_length``, with a
+    cache sized by :func:`~.interface.cache_capacity`."""
+    capacity = cache_capacity(spec, prompt_length, num_new)
+    cache = make_cache(spec, cache_kv, cache_kind, capacity, where)
+    return DecodeSession(net, cache, spec, layer_inputs)
 
 
 class DecodeSession:
@@ -152,18 +164,18 @@ class DecodeSession:
         net: a wrapper whose forward takes ``(x, mask=, cache=, **layer_inputs)`` and returns
             (b, n, v); ``seq_start_pos=`` is passed only for left-padded prompts.
         cache: a fresh cache, or None to recompute every step.
-        window: the longest sequence the model sees (``max_seq_len``).
+        spec: what the model declares for decoding (its window is ``spec.max_seq_len``).
         layer_inputs: extra forward keywords given on every call (``context``, ...).
     """
 
-    def __init__(self, net: nn.Module, cache, window: int, layer_inputs: dict | None = None):
-        self.net, self.cache, self.window = net, cache, window
+    def __init__(self, net: nn.Module, cache, spec: DecodingSpec, layer_inputs: dict | None = None):
+        self.net, self.cache, self.window = net, cache, spec.max_seq_len
         self.layer_inputs = dict(layer_inputs or {})
         self.history: Tensor | None = None  # (b, n, ...) every position so far
         self.mask: Tensor | None = None  # (b, n) True = real position
         self.start_positions: Tensor | None = None  # (b,)
         self.num_cached = 0  # sequence positions in the cache (memory tokens not counted)
-        self.slide_blocker = sliding_window_blocker(net)
+        self.slide_blocker = spec.sliding_blocker
 
     def prefill(
         self, inputs: Tensor, mask: Tensor | None = None, start_positions: Tensor | None = None

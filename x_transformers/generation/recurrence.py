@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .sampling import resolve_filter, sample_next_token
+from .decode import eval_mode
+from .interface import decoding_spec
+from .loop import make_sampler, sample_tokens
 
 
 def shift_memories(mems: Sequence[Tensor] | None, shift: int) -> list[Tensor] | None:
@@ -54,33 +56,6 @@ def next_memories(
     return [torch.cat(pair, dim=1)[:, -max_mem_len:].detach() for pair in pairs]
 
 
-def check_memories(mems: Sequence[Tensor] | None, x: Tensor, num_layers: int, cache) -> int:
-    """Validate the memories given to a stack; return their length (0 without memories)."""
-    if mems is None:
-        return 0
-    if cache is not None:
-        raise ValueError(
-            "'mems' (Transformer-XL memories) and 'cache' (KV cache) cannot be combined; "
-            "memories use the recomputing path"
-        )
-    if not isinstance(mems, (list, tuple)) or len(mems) != num_layers:
-        got = len(mems) if isinstance(mems, (list, tuple)) else type(mems).__name__
-        raise ValueError(
-            f"'mems' must be a list of {num_layers} tensors (one per self-attention block), "
-            f"got {got}"
-        )
-    lengths = {m.shape[1] for m in mems}
-    for m in mems:
-        if m.ndim != 3 or m.shape[0] != x.shape[0] or m.shape[-1] != x.shape[-1]:
-            raise ValueError(
-                f"each memory must have shape (batch={x.shape[0]}, mem_len, {x.shape[-1]}), "
-                f"got {tuple(m.shape)}"
-            )
-    if len(lengths) != 1:
-        raise ValueError(f"all memories must have the same length, got {sorted(lengths)}")
-    return lengths.pop()
-
-
 class XLAutoregressiveWrapper(nn.Module):
     """Next-token training and sampling with Transformer-XL memories (1901.02860) around a
     ``TransformerWrapper(..., max_mem_len=M, attn_layers=Decoder(...))``.
@@ -92,15 +67,16 @@ class XLAutoregressiveWrapper(nn.Module):
 
     def __init__(self, net: nn.Module, ignore_index: int = -100, pad_value: int = 0):
         super().__init__()
-        if not getattr(getattr(net, "attn_layers", None), "causal", False):
+        spec = decoding_spec(net, "XLAutoregressiveWrapper")
+        if not spec.causal:
             raise ValueError("XLAutoregressiveWrapper needs a causal model (attn_layers=Decoder)")
-        if getattr(net, "max_mem_len", 0) < 1:
+        if spec.max_mem_len < 1:
             raise ValueError(
                 "XLAutoregressiveWrapper needs a wrapper built with max_mem_len >= 1, got "
-                f"{getattr(net, 'max_mem_len', None)}"
+                f"{spec.max_mem_len}"
             )
         self.net = net
-        self.max_seq_len = net.max_seq_len
+        self.max_seq_len = spec.max_seq_len
         self.ignore_index, self.pad_value = ignore_index, pad_value
 
     def forward(self, x: Tensor, mems: list[Tensor] | None = None, return_mems: bool = False):
@@ -136,31 +112,42 @@ class XLAutoregressiveWrapper(nn.Module):
     ) -> Tensor:
         """Sample ``seq_len`` tokens after ``prompts`` (b, n) or (n,); the model sees the current
         segment (at most ``max_seq_len`` tokens) plus the memories of the earlier ones."""
-        from .autoregressive import pad_after_eos
-
-        resolve_filter(filter_logits_fn)
+        sample = make_sampler(temperature, filter_logits_fn, filter_kwargs)
         unbatched = prompts.ndim == 1
-        out = prompts[None] if unbatched else prompts
-        if out.ndim != 2 or out.shape[1] < 1:
+        tokens = prompts[None] if unbatched else prompts
+        if tokens.ndim != 2 or tokens.shape[1] < 1:
             raise ValueError(
                 f"prompts must have shape (batch, len >= 1), got {tuple(prompts.shape)}"
             )
-        prompt_len, segment_start = out.shape[1], 0
-        was_training = self.net.training
-        self.net.eval()
-        for _ in range(seq_len):
-            while out.shape[1] - segment_start > self.max_seq_len:  # commit a full segment
-                segment = out[:, segment_start : segment_start + self.max_seq_len]
-                _, mems = self.net(segment, mems=mems, return_mems=True)
-                segment_start += self.max_seq_len
-            logits = self.net(out[:, segment_start:], mems=mems)[:, -1]
-            next_token = sample_next_token(logits, temperature, filter_logits_fn, filter_kwargs)
-            out = torch.cat((out, next_token[:, None]), dim=1)
-            if eos_token is not None and (out[:, prompt_len:] == eos_token).any(-1).all():
-                break
-        self.net.train(was_training)
-        generated = out[:, prompt_len:]
-        if eos_token is not None:
-            generated = pad_after_eos(generated, eos_token, self.pad_value)
-            generated = F.pad(generated, (0, seq_len - generated.shape[1]), value=self.pad_value)
-        return generated[0] if unbatched else generated
+        session = SegmentSession(self.net, self.max_seq_len, mems)
+        with eval_mode(self.net):
+            logits = session.prefill(tokens)
+            out = sample_tokens(session, logits, seq_len, sample, eos_token, self.pad_value)
+        return out[0] if unbatched else out
+
+
+class SegmentSession:
+    """The growing sequence of one Transformer-XL generation: the tokens of the current segment
+    are recomputed at every step on top of the memories; when the segment outgrows
+    ``max_seq_len``, its first ``max_seq_len`` tokens are committed to the memories."""
+
+    def __init__(self, net: nn.Module, max_seq_len: int, mems: list[Tensor] | None = None):
+        self.net, self.max_seq_len, self.mems = net, max_seq_len, mems
+        self.segment: Tensor | None = None  # (b, n) tokens not yet in the memories
+
+    def prefill(self, tokens: Tensor) -> Tensor:
+        """Start from ``tokens`` (b, n); returns the logits (b, v) of the last position."""
+        self.segment = tokens
+        return self._logits()
+
+    def step(self, new: Tensor) -> Tensor:
+        """Append ``new`` (b, 1); returns the logits (b, v) of the last position."""
+        self.segment = torch.cat((self.segment, new), dim=1)
+        return self._logits()
+
+    def _logits(self) -> Tensor:
+        while self.segment.shape[1] > self.max_seq_len:  # commit a full segment
+            full = self.segment[:, : self.max_seq_len]
+            _, self.mems = self.net(full, mems=self.mems, return_mems=True)
+            self.segment = self.segment[:, self.max_seq_len :]
+        return self.net(self.segment, mems=self.mems)[:, -1]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..generation import AutoregressiveWrapper
+from ..generation.decode import eval_mode
 from ..layers import Decoder, Encoder
 from ..options import (
     layer_keyword_names,
@@ -150,11 +151,14 @@ class XTransformer(nn.Module):
         src_prepend_embeds: Tensor | None = None,
         **kwargs,
     ) -> Tensor:
-        """Encode ``seq_in`` once, then sample ``seq_len`` target tokens after ``seq_out_start``."""
-        context, context_mask = self.encode(seq_in, mask, attn_mask, src_prepend_embeds)
-        return self.decoder.generate(
-            seq_out_start, seq_len, context=context, context_mask=context_mask, **kwargs
-        )
+        """Encode ``seq_in`` once, then sample ``seq_len`` target tokens after ``seq_out_start``
+        (keywords as for :meth:`AutoregressiveWrapper.generate`). Encoder and decoder run in
+        eval mode; the train / eval mode is restored afterwards, also on an error."""
+        with eval_mode(self):
+            context, context_mask = self.encode(seq_in, mask, attn_mask, src_prepend_embeds)
+            return self.decoder.generate(
+                seq_out_start, seq_len, context=context, context_mask=context_mask, **kwargs
+            )
 
 
 def _one_of(value, alias_value, name: str, alias: str):

@@ -16,6 +16,7 @@ from abc import ABCMeta, abstractmethod
 
 from torch import Tensor, nn
 
+from ..generation.interface import DecodingSpec
 from ..generation.kv_cache import resolve_cache, sequence_offset
 from ..layers.validation import check_mask
 from ..options import WrapperOptions
@@ -35,6 +36,19 @@ class SequenceWrapper(nn.Module, metaclass=ABCMeta):
         self.memory_tokens = build_memory_tokens(options.num_memory_tokens, dim)
         self.max_mem_len, self.shift_mem_down = options.max_mem_len, options.shift_mem_down
         self.attn_layers = attn_layers
+
+    def decoding_spec(self) -> DecodingSpec:
+        """What generation needs to know about this model (see
+        :class:`~x_transformers.generation.interface.DecodingSpec`)."""
+        memory_tokens = self.memory_tokens
+        return DecodingSpec(
+            max_seq_len=self.max_seq_len,
+            causal=self.attn_layers.causal,
+            absolute_positions=self.stem.pos_emb is not None,
+            num_memory_tokens=0 if memory_tokens is None else memory_tokens.num_memory_tokens,
+            max_mem_len=max(self.max_mem_len, 0),
+            kv_cache_blockers=tuple(self.attn_layers.kv_cache_blockers),
+        )
 
     @abstractmethod
     def check_inputs(self, x: Tensor) -> None:
