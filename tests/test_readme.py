@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from x_transformers.options import not_implemented_keywords
-from x_transformers.options.table import END, START, feature_rows, render_feature_table
+from x_transformers.options.table import END, START, render_feature_table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -17,13 +16,6 @@ def test_feature_table_is_current():
     assert table == render_feature_table(), (
         "README feature table is stale: run `python -m x_transformers.options.table README.md`"
     )
-
-
-def test_feature_table_status_matches_the_options_layer():
-    missing = not_implemented_keywords()
-    for keyword, _, _, _, implemented in feature_rows():
-        name = keyword.split("`")[1]
-        assert (name not in missing) == implemented, name
 
 
 def test_ci_runs_the_readme_test_command():

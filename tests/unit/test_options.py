@@ -1,4 +1,4 @@
-"""The options layer: routing, legacy spellings, unknown and not-implemented keywords."""
+"""The options layer: routing, legacy spellings, unknown keywords and type checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from x_transformers import Decoder, Encoder, TransformerWrapper, XTransformer
 from x_transformers.options import (
     LEGACY_ALIASES,
     layer_keyword_names,
-    not_implemented_keywords,
     parse_layer_kwargs,
 )
 
@@ -84,46 +83,8 @@ def test_legacy_dim_head_maps_with_a_warning():
 
 def test_qk_norm_seq_len_becomes_the_papers_initial_scale():
     with pytest.warns(DeprecationWarning):
-        try:
-            config = parse(use_qk_norm_attn=True, qk_norm_attn_seq_len=1024)
-        except NotImplementedError as error:  # until the attention issue lands
-            assert "'use_qk_norm_attn'" in str(error) or "'qk_norm_attn_seq_len'" in str(error)
-            return
+        config = parse(use_qk_norm_attn=True, qk_norm_attn_seq_len=1024)
     assert config.attention.qk_norm_scale == pytest.approx(math.log2(1024**2 - 1024))
-
-
-def test_not_implemented_keyword_raises_naming_it():
-    missing = sorted(n for n in not_implemented_keywords() if n in layer_keyword_names())
-    if not missing:
-        pytest.skip("every layer keyword is implemented")
-    name = missing[0]
-    with pytest.raises(NotImplementedError, match=f"'{name}'"):
-        Encoder(dim=16, depth=1, **{name: _non_default_value(name)})
-
-
-def _non_default_value(name):
-    from x_transformers.options.routing import LEGACY_ALIASES as aliases
-
-    name = aliases.get(name, (name, None))[0]
-    for prefix in ("cross_attn_", "attn_", "ff_"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-    from x_transformers import options
-
-    for cls in (
-        options.AttentionOptions,
-        options.FeedForwardOptions,
-        options.BlockOptions,
-        options.PositionOptions,
-    ):
-        default = {f: getattr(cls(), f) for f in cls.__dataclass_fields__}.get(name, "missing")
-        if default != "missing":
-            break
-    if isinstance(default, bool):
-        return not default
-    if default is None:
-        return 2
-    return type(default)(default + 2)
 
 
 @pytest.mark.parametrize("bad", [{"attn_dim_head": "64"}, {"pre_norm": 1.5}, {"ff_mult": True}])

@@ -3,8 +3,7 @@
 ``attn_*`` keywords go to every attention block, ``cross_attn_*`` to cross-attention only (after
 the ``attn_*`` ones), ``ff_*`` to every feedforward; stack keywords (norms, layout, positions) are
 taken by name. Older spellings from earlier versions of the README are mapped with a
-``DeprecationWarning``. An unknown keyword raises ``TypeError`` naming the closest valid one; a
-known keyword whose feature is not built yet raises ``NotImplementedError`` naming it.
+``DeprecationWarning``. An unknown keyword raises ``TypeError`` naming the closest valid one.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from .attention import AttentionOptions
 from .blocks import BlockOptions
 from .feedforward import FeedForwardOptions
 from .positions import PositionOptions
-from .spec import option_names, unimplemented_names
+from .spec import option_names
 from .wrapper import WrapperOptions
 
 STACK_GROUPS: dict[str, type] = {"blocks": BlockOptions, "positions": PositionOptions}
@@ -78,18 +77,6 @@ def wrapper_keyword_names() -> list[str]:
     return list(option_names(WrapperOptions))
 
 
-def not_implemented_keywords() -> frozenset[str]:
-    """Every spelling of a keyword that is known but whose feature is not built yet."""
-    names = set()
-    for cls in (*STACK_GROUPS.values(), WrapperOptions):
-        names.update(unimplemented_names(cls))
-    for prefix, (_, cls) in PREFIX_GROUPS.items():
-        names.update(prefix + n for n in unimplemented_names(cls))
-    names.update(old for old, (new, _) in LEGACY_ALIASES.items() if new in names)
-    names.update(side + n for side in ("enc_", "dec_") for n in list(names))
-    return frozenset(names)
-
-
 def unknown_keyword_error(key: str, valid: Iterable[str], where: str) -> TypeError:
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -124,16 +111,10 @@ def _check_type(cls: type, name: str, value: Any, shown: str) -> None:
 
 
 def _build(cls: type, values: Mapping[str, tuple[Any, str]], base: Any = None) -> Any:
-    """Instantiate ``cls`` from ``{field: (value, spelling the user typed)}``, refusing features
-    that are not implemented yet (unless the value is the default, which changes nothing)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    """Instantiate ``cls`` from ``{field: (value, spelling the user typed)}``, checking each
+    value's type against the field's annotation."""
     for name, (value, shown) in values.items():
         _check_type(cls, name, value, shown)
-        field = fields[name]
-        if not field.metadata.get("implemented", True) and value != field.default:
-            raise NotImplementedError(
-                f"'{shown}' ({field.metadata['doc']}) is not implemented yet in x_transformers"
-            )
     kwargs = {name: value for name, (value, _) in values.items()}
     if base is not None:
         return dataclasses.replace(base, **kwargs)

@@ -1,8 +1,8 @@
 """Declaring options: one typed, documented field per keyword.
 
 Every option group is a frozen dataclass whose fields are built with :func:`option`. The field's
-metadata records what the keyword does, the paper it comes from, and whether it is implemented yet,
-so the routing layer can refuse (rather than silently ignore) a keyword that is known but not built.
+metadata records what the keyword does and the paper it comes from; the README feature table is
+rendered from it (:mod:`.table`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import MISSING, field
 from typing import Any
 
 
-def option(default: Any, doc: str, paper: str | None = None, implemented: bool = True) -> Any:
-    """A dataclass field for one user-facing keyword."""
-    metadata = {"doc": doc, "paper": paper, "implemented": implemented}
+def option(default: Any, doc: str, paper: str | None = None) -> Any:
+    """A dataclass field for one user-facing keyword: its default, what it does, its paper."""
+    metadata = {"doc": doc, "paper": paper}
     if isinstance(default, (list, dict, set)):
         raise TypeError("option defaults must be immutable")
     return field(default=default, metadata=metadata)
@@ -22,12 +22,6 @@ def option(default: Any, doc: str, paper: str | None = None, implemented: bool =
 
 def option_names(options_cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(options_cls))
-
-
-def unimplemented_names(options_cls: type) -> tuple[str, ...]:
-    return tuple(
-        f.name for f in dataclasses.fields(options_cls) if not f.metadata.get("implemented", True)
-    )
 
 
 def default_of(options_cls: type, name: str) -> Any:
@@ -38,14 +32,13 @@ def default_of(options_cls: type, name: str) -> Any:
 
 
 def describe(options_cls: type) -> list[dict[str, Any]]:
-    """Rows of (name, default, doc, paper, implemented): used by the README feature table test."""
+    """Rows of (name, default, doc, paper): the README feature table is rendered from them."""
     return [
         {
             "name": f.name,
             "default": f.default,
             "doc": f.metadata.get("doc", ""),
             "paper": f.metadata.get("paper"),
-            "implemented": f.metadata.get("implemented", True),
         }
         for f in dataclasses.fields(options_cls)
     ]

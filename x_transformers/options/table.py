@@ -28,8 +28,8 @@ GROUPS = (
 )
 
 
-def feature_rows() -> list[tuple[str, str, str, str, bool]]:
-    """(keyword, where, what, paper, implemented) for every user-facing keyword."""
+def feature_rows() -> list[tuple[str, str, str, str]]:
+    """(keyword, where, what, paper) for every user-facing keyword."""
     old_spellings: dict[str, list[str]] = {}
     for old, (new, _) in LEGACY_ALIASES.items():
         old_spellings.setdefault(new, []).append(old)
@@ -38,18 +38,15 @@ def feature_rows() -> list[tuple[str, str, str, str, bool]]:
         for row in describe(cls):
             keyword = prefix + row["name"]
             also = "".join(f" (also `{old}`)" for old in old_spellings.get(keyword, []))
-            rows.append(
-                (f"`{keyword}`{also}", where, row["doc"], row["paper"] or "", row["implemented"])
-            )
+            rows.append((f"`{keyword}`{also}", where, row["doc"], row["paper"] or ""))
     return rows
 
 
 def render_feature_table() -> str:
-    lines = ["| keyword | where | what | paper | status |", "|---|---|---|---|---|"]
-    for keyword, where, what, paper, implemented in feature_rows():
+    lines = ["| keyword | where | what | paper |", "|---|---|---|---|"]
+    for keyword, where, what, paper in feature_rows():
         link = f"[{paper}](https://arxiv.org/abs/{paper})" if paper else ""
-        status = "yes" if implemented else "not yet"
-        lines.append(f"| {keyword} | {where} | {what} | {link} | {status} |")
+        lines.append(f"| {keyword} | {where} | {what} | {link} |")
     return "\n".join(lines)
 
 
