@@ -238,3 +238,18 @@ def test_the_layer_stack_does_not_import_generation():
         "assert 'x_transformers.generation' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_top_k_breaks_exact_ties_towards_the_earliest_keys():
+    """Saturated scores (soft-capping) tie exactly; a cached step must keep the same keys as the
+    full forward, so ties go to the earliest keys whatever the row length."""
+    from x_transformers.attention.sparse_topk import SparseTopK
+
+    kept = SparseTopK(2)(torch.zeros(1, 5)) > torch.finfo(torch.float32).min
+    assert kept.tolist() == [[True, True, False, False, False]]
+    longer = torch.cat((torch.zeros(1, 3), torch.full((1, 4), torch.finfo(torch.float32).min)), -1)
+    assert (SparseTopK(2)(longer) > torch.finfo(torch.float32).min).tolist()[0][:3] == [
+        True,
+        True,
+        False,
+    ]

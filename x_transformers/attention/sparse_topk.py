@@ -29,8 +29,10 @@ class SparseTopK(AttentionStage):
         """scores (b, h, i, j), already masked -> (b, h, i, j)."""
         if self.k >= scores.shape[-1]:
             return scores
-        # indices rather than a threshold, so ties can never keep more than k keys
-        top_indices = scores.topk(self.k, dim=-1).indices  # (b, h, i, k)
+        # indices rather than a threshold, so ties can never keep more than k keys; a stable
+        # sort breaks ties towards the earliest key, so a row keeps the same keys whether it is
+        # computed in a full forward or in a cached decoding step (saturated scores tie exactly)
+        top_indices = scores.argsort(dim=-1, descending=True, stable=True)[..., : self.k]
         keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, top_indices, True)
         return scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
 
