@@ -18,9 +18,11 @@ from ..attention.masks import combine_masks, full_to_attention_mask, key_padding
 from ..options import parse_layer_kwargs
 from ..positional import Positions, build_positions
 from .builders import build_blocks, build_final_norm
+from .checkpointing import checkpointed_call
 from .intermediates import LayerIntermediates
 from .layout import CROSS_ATTENTION, FEEDFORWARD, SELF_ATTENTION, plan_layers
 from .past import check_cache, check_memories, kv_cache_blockers
+from .reversible import check_reversible, run_reversible
 from .validation import check_attn_mask, check_context, check_mask
 
 
@@ -85,6 +87,9 @@ class AttentionLayers(nn.Module):
         self.layer_dropout = self.config.blocks.layer_dropout
         # the keywords of the active features that cannot run with a KV cache (declared by them)
         self.kv_cache_blockers = kv_cache_blockers(self)
+        # reversible layers (layers/reversible.py): the plan's (attention..., feedforward) units
+        self.reversible_units = check_reversible(self) if self.config.blocks.reversible else None
+        self.call_block = checkpointed_call if self.config.blocks.checkpoint_blocks else None
 
     def forward(
         self,
@@ -106,7 +111,10 @@ class AttentionLayers(nn.Module):
         :mod:`x_transformers.generation.kv_cache`); x holds the positions after the cached ones,
         and ``mask`` only covers x."""
         prepared = self.prepare(x, mask, context, context_mask, attn_mask, return_attn, mems, cache)
-        x, intermediates = self.run_plan(x, prepared)
+        if self.reversible_units is not None:
+            x, intermediates = run_reversible(self, x, prepared)
+        else:
+            x, intermediates = self.run_plan(x, prepared, self.call_block)
         return (x, intermediates) if return_hiddens else x
 
     def prepare(
@@ -144,8 +152,11 @@ class AttentionLayers(nn.Module):
         }
         return PreparedInputs(block_inputs, state, mems, cache)
 
-    def run_plan(self, x: Tensor, prepared: PreparedInputs) -> tuple[Tensor, LayerIntermediates]:
-        """Run every block of the plan on x with the prepared inputs, then the final norm."""
+    def run_plan(
+        self, x: Tensor, prepared: PreparedInputs, call_block=None
+    ) -> tuple[Tensor, LayerIntermediates]:
+        """Run every block of the plan on x with the prepared inputs, then the final norm.
+        ``call_block(block, x, inputs, past)`` runs one block (activation checkpointing)."""
         intermediates = LayerIntermediates(state=prepared.state)
         for index, (kind, block) in enumerate(zip(self.layer_kinds, self.blocks)):
             past = self._past_inputs(index, block, prepared.mems, prepared.cache)
@@ -154,7 +165,10 @@ class AttentionLayers(nn.Module):
             if self._skip_block():
                 continue
             intermediates.hiddens.append(x)
-            x, attention_intermediates = block(x, **prepared.block_inputs[kind], **past)
+            if call_block is None:
+                x, attention_intermediates = block(x, **prepared.block_inputs[kind], **past)
+            else:
+                x, attention_intermediates = call_block(block, x, prepared.block_inputs[kind], past)
             if attention_intermediates is not None:
                 intermediates.attn_intermediates.append(attention_intermediates)
         x = self.final_norm(x)

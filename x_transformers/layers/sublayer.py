@@ -65,6 +65,12 @@ class Sublayer(nn.Module):
         self.post_residual_norm = _or_identity(post_residual_norm)
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None, **branch_inputs):
+        out, intermediates = self.branch_path(x, padding_mask, **branch_inputs)
+        return self.post_residual_norm(self.residual(out, x)), intermediates
+
+    def branch_path(self, x: Tensor, padding_mask: Tensor | None = None, **branch_inputs):
+        """Everything but the residual: ``(dropout(branch_scale(post_branch_norm(branch(h)))),
+        intermediates)``; the F and G of a reversible coupling (layers/reversible.py)."""
         h = self.pre_branch_norm(x)
         if self.token_shift is not None:
             h = self.token_shift(h, padding_mask)
@@ -73,7 +79,7 @@ class Sublayer(nn.Module):
         out = self.branch_scale(self.post_branch_norm(out))
         if self.branch_dropout is not None:
             out = self.branch_dropout(out)
-        return self.post_residual_norm(self.residual(out, x)), intermediates
+        return out, intermediates
 
 
 def _or_identity(module: nn.Module | None) -> nn.Module:

@@ -54,6 +54,16 @@ class BlockOptions:
     # token shift: an int for every block, or one value per block of the plan
     shift_tokens: int | tuple[int, ...] = option(0, "token shift (per block)")
     layer_dropout: float = option(0.0, "stochastic depth: drop whole blocks in training")
+    # --- memory of training ------------------------------------------------------------------
+    # RevNet / Reformer coupling y1 = x1 + F(x2), y2 = x2 + G(y1) of (attention, feedforward)
+    # pairs: the backward pass recomputes each block's inputs from its outputs
+    reversible: bool = option(
+        False,
+        "reversible residual layers: activation memory flat in depth",
+        "1707.04585, 2001.04451",
+    )
+    # torch.utils.checkpoint (non-reentrant) around every block: recompute in the backward pass
+    checkpoint_blocks: bool = option(False, "activation checkpointing of every block", "1604.06174")
 
     def __post_init__(self):
         for name in ("custom_layers", "shift_tokens"):
@@ -62,6 +72,7 @@ class BlockOptions:
         _check_norms(self)
         _check_residuals(self)
         _check_layout(self)
+        _check_reversible(self)
         if not 0.0 <= self.layer_dropout < 1.0:
             raise ValueError(f"'layer_dropout' must lie in [0, 1), got {self.layer_dropout}")
 
@@ -117,3 +128,32 @@ def _check_layout(o: BlockOptions) -> None:
     shifts = o.shift_tokens if isinstance(o.shift_tokens, tuple) else (o.shift_tokens,)
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shifts):
         raise ValueError(f"'shift_tokens' must be ints >= 0, got {o.shift_tokens!r}")
+
+
+# features that the reversible coupling cannot invert: they change the residual connection or
+# normalise the stream itself, or hand data from block to block outside the two halves
+REVERSIBLE_CONFLICTS = {
+    "deepnorm": "DeepNorm scales the residual and normalises the stream",
+    "scale_residual": "the learned residual scale replaces the coupling's plain addition",
+    "gate_residual": "the gated residual replaces the coupling's plain addition",
+    "residual_attn": "residual scores pass from block to block outside the coupling",
+    "cross_residual_attn": "residual scores pass from block to block outside the coupling",
+    "add_value_residual": "the first block's values pass to every later block",
+    "macaron": "the coupling pairs one attention with one following feedforward",
+    "sandwich_coef": "the coupling pairs one attention with one following feedforward",
+    "par_ratio": "the coupling pairs one attention with one following feedforward",
+    "checkpoint_blocks": "a reversible stack already recomputes its blocks (choose one)",
+}
+
+
+def _check_reversible(o: BlockOptions) -> None:
+    """Reversible layers (1707.04585, 2001.04451) need plain pre-norm residual additions."""
+    if not o.reversible:
+        return
+    if not o.pre_norm:
+        raise ValueError(
+            "'reversible' and 'pre_norm'=False cannot be combined: a post-norm normalises the "
+            "residual stream, which the reversible coupling cannot invert"
+        )
+    for name in _active(o, *REVERSIBLE_CONFLICTS):
+        _refuse_together(["reversible", name], REVERSIBLE_CONFLICTS[name])
