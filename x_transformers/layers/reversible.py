@@ -85,8 +85,7 @@ def run_reversible(stack, x: Tensor, prepared) -> tuple[Tensor, LayerIntermediat
                     f"'reversible' and '{name}' cannot be combined while training (with "
                     "gradients); use torch.no_grad() for inference"
                 )
-        coupling.params = params
-        coupling.extras = differentiable_tensors(prepared.block_inputs)
+        coupling.track_gradients(params, differentiable_tensors(prepared.block_inputs))
         y1, y2 = ReversibleFunction.apply(coupling, x, *params, *coupling.extras)
     else:
         y1, y2 = coupling.forward(x, x, intermediates)
@@ -120,6 +119,15 @@ class Coupling:
         self.rng_states: list[tuple] = []  # (F state, G state) per unit
         self.params: list[Tensor] = []
         self.extras: list[Tensor] = []
+        self.slots: dict[int, list[int]] = {}  # block index -> positions of its params
+        self.autocast: tuple | None = None  # (device type, enabled, dtype) of the forward
+
+    def track_gradients(self, params: list[Tensor], extras: list[Tensor]) -> None:
+        """The tensors whose gradients the backward pass returns: parameters, then extras."""
+        self.params, self.extras = params, extras
+        position = {id(p): i for i, p in enumerate(params)}
+        for index, block in enumerate(self.stack.blocks):
+            self.slots[index] = [position[id(p)] for p in block.parameters() if id(p) in position]
 
     def branch(self, index: int, h: Tensor, past: bool, intermediates=None) -> Tensor | None:
         """Block ``index``'s branch path on h; None when stochastic depth skips it."""
@@ -148,6 +156,12 @@ class Coupling:
     def forward(self, x1: Tensor, x2: Tensor, intermediates=None) -> tuple[Tensor, Tensor]:
         """The coupled streams through every unit (saving the RNG state before each F and G)."""
         past = intermediates is not None
+        device_type = x1.device.type
+        self.autocast = (
+            device_type,
+            torch.is_autocast_enabled(device_type),
+            torch.get_autocast_dtype(device_type),
+        )
         for unit in self.units:
             state_f = rng_state(x1.device)
             out = self.f(unit, x2, past, intermediates)
@@ -163,27 +177,39 @@ class Coupling:
         the gradients of the parameters and extras are added to ``grads``."""
         unit = self.units[position]
         state_f, state_g = self.rng_states[position]
-        g_out, dy1_from_g = self.differentiate(lambda h: self.g(unit, h), y1, dy2, state_g, grads)
+        g_out, dy1_from_g = self.differentiate(
+            lambda h: self.g(unit, h), [unit[1]], y1, dy2, state_g, grads
+        )
         x2 = y2 if g_out is None else y2 - g_out
         dy1 = dy1 if dy1_from_g is None else dy1 + dy1_from_g
-        f_out, dx2_from_f = self.differentiate(lambda h: self.f(unit, h), x2, dy1, state_f, grads)
+        f_out, dx2_from_f = self.differentiate(
+            lambda h: self.f(unit, h), unit[0], x2, dy1, state_f, grads
+        )
         x1 = y1 if f_out is None else y1 - f_out
         dx2 = dy2 if dx2_from_f is None else dy2 + dx2_from_f
         return x1, x2, dy1, dx2
 
-    def differentiate(self, function, h: Tensor, grad_out: Tensor, state, grads: list):
-        """Recompute ``function(h)`` under the saved RNG state; return its value (detached) and
-        the gradient reaching h, adding the parameters' and extras' gradients to ``grads``."""
-        with torch.enable_grad(), replay_rng(h.device, state):
+    def differentiate(self, function, blocks, h: Tensor, grad_out: Tensor, state, grads: list):
+        """Recompute ``function(h)`` (which runs ``blocks``) under the forward's RNG state and
+        autocast; return its value (detached) and the gradient reaching h, adding the gradients
+        of the blocks' parameters and of the extras to ``grads``."""
+        device_type, enabled, dtype = self.autocast
+        with (
+            torch.enable_grad(),
+            replay_rng(h.device, state),
+            torch.autocast(device_type, dtype=dtype, enabled=enabled),
+        ):
             h = h.detach().requires_grad_()
             out = function(h)
         if out is None:
             return None, None
-        wrt = [h, *self.params, *self.extras]
+        param_slots = [slot for index in blocks for slot in self.slots[index]]
+        wrt = [h, *(self.params[slot] for slot in param_slots), *self.extras]
         parts = torch.autograd.grad(out, wrt, grad_out, allow_unused=True)
-        for position, part in enumerate(parts[1:]):
+        extra_slots = range(len(self.params), len(self.params) + len(self.extras))
+        for slot, part in zip([*param_slots, *extra_slots], parts[1:]):
             if part is not None:
-                grads[position] = part if grads[position] is None else grads[position] + part
+                grads[slot] = part if grads[slot] is None else grads[slot] + part
         return out.detach(), parts[0]
 
 
@@ -207,7 +233,6 @@ class ReversibleFunction(torch.autograd.Function):
         grads: list = [None] * (len(coupling.params) + len(coupling.extras))
         for position in reversed(range(len(coupling.units))):
             y1, y2, dy1, dy2 = coupling.backward_unit(position, y1, y2, dy1, dy2, grads)
-        del ctx.coupling  # the prepared inputs and RNG states are no longer needed
         return (None, dy1 + dy2, *grads)
 
 
