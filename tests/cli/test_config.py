@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +21,7 @@ from x_transformers.cli.config import (
     to_toml,
 )
 from x_transformers.cli.errors import ConfigError
+from x_transformers.cli.settings import DataSettings, Range, TrainSettings
 
 
 def write(tmp_path, text, name="run.toml"):
@@ -62,7 +66,7 @@ def test_type_mismatch_in_a_model_section_names_file_and_key(tmp_path):
 @pytest.mark.parametrize(
     "line, expected",
     [
-        ('grad_clip = "high"', "[train] grad_clip: expected a number, got 'high'"),
+        ('grad_clip = "high"', "[train] grad_clip: expected a finite number, got 'high'"),
         ("grad_accum = 1.5", "[train] grad_accum: expected an integer, got 1.5"),
         ("compile = 1", "[train] compile: expected a boolean"),
         ('precision = "fp16"', "[train] precision: expected one of ['auto', 'fp32', 'bf16']"),
@@ -172,3 +176,28 @@ def test_cli_reports_config_errors_as_one_line(cli, tmp_path):
     code, out, err = cli("train", "--config", path, "--out", tmp_path / "run")
     assert code == 2 and "Traceback" not in err
     assert f"{path}: [attn_layers] not_a_keyword" in err
+
+
+def test_every_default_setting_is_in_its_documented_range():
+    for cls in (TrainSettings, DataSettings):
+        for setting in dataclasses.fields(cls):
+            valid = setting.metadata["valid"]
+            values = setting.default if isinstance(setting.default, tuple) else [setting.default]
+            assert valid is None or all(v in valid for v in values), setting.name
+
+
+def test_ranges_read_as_they_are_written():
+    assert [str(r) for r in (Range(low=1), Range(0, 1, high_open=True), Range(0, 1))] == [
+        ">= 1",
+        "in [0, 1)",
+        "in [0, 1]",
+    ]
+    assert math.nan not in Range(low=0) and math.inf not in Range(0, 1)
+
+
+def test_every_train_and_data_key_is_documented():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text("utf-8")
+    for setting in dataclasses.fields(TrainSettings):  # a row of the [train] keys table
+        assert f"\n| `{setting.name}` |" in docs, setting.name
+    for setting in dataclasses.fields(DataSettings):  # the [data] keys are in the example
+        assert f"\n{setting.name} = " in docs, setting.name

@@ -1,16 +1,26 @@
-"""Resuming repeats an uninterrupted run exactly; SIGTERM checkpoints before exiting."""
+"""Resuming repeats an uninterrupted run exactly (on the CPU, with the same thread count, which
+the checkpoint records); resuming an older checkpoint never forks a run silently; SIGTERM
+checkpoints before exiting."""
 
 from __future__ import annotations
 
 import io
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 from tests.cli.conftest import TINY_CONFIG, subprocess_env
-from x_transformers.cli.checkpoint import find_checkpoint, load_model_state, read_manifest
+from x_transformers.cli.checkpoint import (
+    find_checkpoint,
+    list_checkpoints,
+    load_model_state,
+    read_manifest,
+)
 from x_transformers.cli.config import read_config_file, resolve
 from x_transformers.cli.metrics import METRICS_FILE, read_metrics
 from x_transformers.cli.train import train
@@ -133,3 +143,58 @@ def test_ctrl_c_checkpoints_the_step_and_resume_finishes(tmp_path, config_file, 
     assert read_manifest(latest)["step"] == 6
     resumed = train(config, tmp_path / "run", resume=latest, out=io.StringIO())
     assert resumed.stopped_by is None and resumed.step == 40 and len(resumed.losses) == 34
+
+
+def checkpoint_names(run: Path) -> list[str]:
+    return [p.name for p in list_checkpoints(run)]
+
+
+def test_resuming_an_older_checkpoint_is_refused_naming_the_newer_ones(cli, trained_run, tmp_path):
+    """Before, the resumed branch wrote step 25 next to the abandoned branch's step 40, and a
+    later --resume silently continued the old branch with mixed metrics."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    metrics = (run / METRICS_FILE).read_text()
+    older = run / "checkpoints" / "step-00000020"
+    code, out, err = cli("train", "--resume", older, "--stop-at", "25")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{older} is not the newest checkpoint of {run} (step-00000040 is newer)" in err
+    assert "--discard-newer" in err and f"--resume {run}" in err
+    assert checkpoint_names(run) == ["step-00000020", "step-00000040"]
+    assert (run / METRICS_FILE).read_text() == metrics
+
+
+def test_discard_newer_continues_the_older_branch_alone(cli, trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    older = run / "checkpoints" / "step-00000020"
+    code, out, err = cli("train", "--resume", older, "--stop-at", "25", "--discard-newer")
+    assert code == 0, err
+    assert "discarded the newer checkpoints step-00000040 and the metrics after step 20" in out
+    assert checkpoint_names(run) == ["step-00000020", "step-00000025"]
+    assert [s for s, _ in losses(run)] == list(range(1, 26))
+    code, out, err = cli("train", "--resume", run)
+    assert code == 0 and "resuming at step 25" in out, err
+    steps = [r["step"] for r in read_metrics(run / METRICS_FILE) if "loss" in r]
+    assert steps == list(range(1, 41))  # one history, each step once
+    validations = [r["step"] for r in read_metrics(run / METRICS_FILE) if "val_bpb" in r]
+    assert validations == [20, 40]
+
+
+def test_discard_newer_needs_resume(cli, config_file, tmp_path):
+    code, _, err = cli("train", "--config", config_file, "--out", tmp_path, "--discard-newer")
+    assert code == 2 and "--discard-newer only applies with --resume" in err
+
+
+def test_the_checkpoint_records_the_thread_count_and_resume_notes_a_change(trained_run, tmp_path):
+    """CPU kernels split reductions by thread: bit-identical resumption needs the same count."""
+    runtime = read_manifest(find_checkpoint(trained_run))["runtime"]
+    assert runtime == {"device": "cpu", "processes": 1, "threads": 1}
+    config = resolve(read_manifest(find_checkpoint(trained_run))["config"], "checkpoint")
+    out = io.StringIO()
+    torch.set_num_threads(2)  # the autouse fixture restores the count
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    train(config, run_dir, resume=find_checkpoint(run_dir), out=out)
+    assert "trained with 1 CPU threads, this run uses 2" in out.getvalue()
+    assert "(--threads 1)" in out.getvalue()

@@ -69,6 +69,41 @@ def find_checkpoint(path: str | Path) -> Path:
     return found[-1]
 
 
+def newer_checkpoints(checkpoint: Path, step: int) -> list[Path]:
+    """The checkpoints of ``checkpoint``'s run that are newer than its ``step`` (a resume from
+    ``checkpoint`` would fork the run: they belong to the branch it abandons)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.parent.name != "checkpoints":
+        return []  # a checkpoint folder outside a run
+    run_dir = checkpoint.parent.parent
+    return [p for p in list_checkpoints(run_dir) if step_of(p) > step]
+
+
+def check_newest(checkpoint: Path, discard_newer: bool) -> list[Path]:
+    """The checkpoints newer than ``checkpoint``, which a resume from it abandons. Without
+    ``discard_newer`` they are refused: resuming would fork the run, and a later ``--resume`` of
+    the run folder would silently continue the abandoned branch."""
+    checkpoint = Path(checkpoint)
+    step = read_manifest(checkpoint)["step"]
+    newer = newer_checkpoints(checkpoint, step)
+    if newer and not discard_newer:
+        run = checkpoint.parent.parent
+        names = ", ".join(p.name for p in newer)
+        raise CheckpointError(
+            f"{checkpoint} is not the newest checkpoint of {run} ({names} "
+            f"{'is' if len(newer) == 1 else 'are'} newer): resuming it would fork the run. "
+            f"Resume the newest with --resume {run}, or add --discard-newer to delete the newer "
+            f"checkpoints and the metrics after step {step}"
+        )
+    return newer
+
+
+def discard_checkpoints(paths: list[Path]) -> None:
+    """Remove checkpoints newest first: an interrupted discard leaves a shorter run, no hole."""
+    for path in sorted(paths, key=step_of, reverse=True):
+        shutil.rmtree(path)
+
+
 # ---------------------------------------------------------------------------- writing
 
 
@@ -133,6 +168,9 @@ def save_checkpoint(
 
 
 def read_manifest(checkpoint: Path) -> dict[str, Any]:
+    """The manifest of a checkpoint, checked for the format and the shape of every field the
+    command line reads (a hand-edited or foreign ``manifest.json`` is reported, never a
+    traceback)."""
     path = Path(checkpoint) / MANIFEST_FILE
     if not path.is_file():
         raise CheckpointError(f"{checkpoint} is not a complete checkpoint: {MANIFEST_FILE} missing")
@@ -143,15 +181,41 @@ def read_manifest(checkpoint: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise CheckpointError(f"{path}: unknown checkpoint format {found!r}, expected {FORMAT!r}")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise CheckpointError(f"{path} is not a valid manifest: {problem}")
     return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a manifest of the right format, or None."""
+    step = manifest.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"'step' must be an integer >= 0, got {step!r}"
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return f"'files' must be an object naming {MODEL_FILE} and {STATE_FILE}, got {files!r}"
+    for name in (MODEL_FILE, STATE_FILE):
+        entry = files.get(name)
+        if entry is None:
+            return f"'files' does not list {name}"
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool) or not isinstance(digest, str):
+            return f"'files' entry {name} needs an integer 'bytes' and a 'sha256', got {entry!r}"
+    if not isinstance(manifest.get("config"), dict):
+        config = manifest.get("config")
+        return f"'config' must be an object of configuration sections, got {config!r}"
+    for key in ("data", "runtime"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            return f"{key!r} must be an object, got {manifest[key]!r}"
+    return None
 
 
 def verify_file(checkpoint: Path, manifest: dict[str, Any], name: str) -> Path:
     """Check that ``name`` has the size and SHA-256 the manifest recorded."""
     path = Path(checkpoint) / name
-    expected = manifest.get("files", {}).get(name)
-    if expected is None:
-        raise CheckpointError(f"{checkpoint}/{MANIFEST_FILE} does not list {name}")
+    expected = manifest["files"][name]  # read_manifest checked the shape
     if not path.is_file():
         raise CheckpointError(f"{path} is missing")
     size = path.stat().st_size

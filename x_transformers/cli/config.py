@@ -28,12 +28,10 @@ from typing import Any
 import x_transformers
 
 from .data import BYTE_VOCAB_SIZE
-from .errors import ConfigError
+from .errors import ConfigError, read_text_file
 from .settings import (
     DataSettings,
     TrainSettings,
-    check_data_settings,
-    check_train_settings,
     parse_settings,
 )
 
@@ -96,7 +94,7 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text("utf-8")
+    text = read_text_file(path, "config file", ConfigError)
     if path.suffix in (".yaml", ".yml"):
         return _parse_yaml(text, str(path)), str(path)
     if path.suffix != ".toml":
@@ -173,8 +171,6 @@ def resolve(
     train = parse_settings(TrainSettings, raw.get("train", {}), section_origins("train"), "train")
     data = parse_settings(DataSettings, raw.get("data", {}), section_origins("data"), "data")
     config = RunConfig(model=model, train=train, data=data, name=name, origins=origins)
-    check_train_settings(train, origins.get(("train", None), origin))
-    check_data_settings(data, origins.get(("data", None), origin))
     _check_wrapper_section(config, origin)
     return config
 

@@ -9,8 +9,9 @@
     xtransformers ablate --suite default --seeds 3         # every technique vs a base, table + plots
 
 Problems the user can fix (a config key, a missing file, a corrupt checkpoint) are printed as one
-line and exit with status 2; a run stopped by SIGINT / SIGTERM exits with 128 + the signal number
-after writing its checkpoint. See docs/cli.md.
+line and exit with status 2; a run whose loss turns non-finite stops with status 3 (its newest
+checkpoint is the last finite one); a run stopped by SIGINT / SIGTERM exits with 128 + the signal
+number after writing its checkpoint. See docs/cli.md.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="checkpoint and stop after this step (the schedule still spans "
         "train.steps); --resume continues",
+    )
+    train.add_argument(
+        "--discard-newer",
+        action="store_true",
+        help="with --resume of an older checkpoint: delete the newer checkpoints and the "
+        "metrics after it (without it, that resume is refused)",
     )
     train.add_argument("--fsdp", action="store_true", help="under torchrun, shard with FSDP2")
     train.add_argument("--compile", action="store_true", help="torch.compile the training step")
@@ -173,7 +180,16 @@ def command_train(args) -> int:
         _prepare_run_dir(run_dir, args.overwrite)
     if args.stop_at is not None and args.stop_at < 1:
         raise CLIError(f"--stop-at must be >= 1, got {args.stop_at}")
-    result = train(config, run_dir, resume=checkpoint, stop_at=args.stop_at, device=args.device)
+    if args.discard_newer and checkpoint is None:
+        raise CLIError("--discard-newer only applies with --resume")
+    result = train(
+        config,
+        run_dir,
+        resume=checkpoint,
+        stop_at=args.stop_at,
+        device=args.device,
+        discard_newer=args.discard_newer,
+    )
     if not _is_main_process():
         return 0
     if result.stopped_by is not None:
@@ -219,13 +235,17 @@ def _filter_choice(args) -> tuple[str | None, dict | None]:
 
 
 def command_sample(args) -> int:
+    from .errors import read_text_file
     from .evaluate import encode, printable, sample_text
+    from .settings import check_option
 
     if args.length < 1 or args.num_samples < 1:
         raise CLIError(
             f"--length and --num-samples must be >= 1, got {args.length}, {args.num_samples}"
         )
-    text = Path(args.prompt_file).read_text("utf-8") if args.prompt_file else args.prompt
+    for flag in ("temperature", "top_p", "min_p"):  # finite; the library checks the ranges
+        check_option(f"--{flag.replace('_', '-')}", getattr(args, flag))
+    text = read_text_file(args.prompt_file, "--prompt-file") if args.prompt_file else args.prompt
     if not text:
         raise CLIError("the prompt is empty; give at least one character")
     config, model, _ = load_for_inference(args.checkpoint, args.device)
@@ -253,6 +273,10 @@ def command_sample(args) -> int:
 def command_eval(args) -> int:
     from .data import corpus_file, eval_windows, memory_map, open_corpus
     from .evaluate import sum_losses
+    from .settings import POSITIVE, Range, check_option
+
+    check_option("--batch-size", args.batch_size, POSITIVE, integer=True)
+    check_option("--max-bytes", args.max_bytes, Range(low=2), integer=True)
 
     config, model, checkpoint = load_for_inference(args.checkpoint, args.device)
     if args.data:
@@ -262,7 +286,7 @@ def command_eval(args) -> int:
         corpus = open_corpus(config.data.path, config.data.val_fraction, config.seq_len + 1)
         tokens, description = corpus.val, f"validation split of {corpus.description}"
     if args.max_bytes is not None:
-        tokens = tokens[: max(args.max_bytes, 2)]
+        tokens = tokens[: args.max_bytes]
     if len(tokens) < 2:
         raise CLIError(f"{description}: need at least 2 bytes to score, got {len(tokens)}")
     device = next(model.parameters()).device
@@ -316,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except CLIError as error:
         print(f"xtransformers {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -2,22 +2,54 @@
 
 The model sections (``[wrapper]``, ``[attn_layers]``, ``[autoregressive]``) hold the library's own
 keywords and are validated by the library; these two sections belong to the command line, so they
-are declared here, one field per key, each with what it does.
+are declared here, one field per key, each with what it does and the values it accepts. Every
+number must be finite (TOML reads ``nan`` and ``inf``): a NaN learning rate would otherwise train
+silently on NaN.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from .errors import CLIError, ConfigError
 
 
-def setting(default: Any, doc: str, choices: tuple[str, ...] = ()) -> Any:
-    """A dataclass field for one configuration key (``choices`` restricts a string)."""
-    return field(default=default, metadata={"doc": doc, "choices": choices})
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key accepts: ``low``/``high`` bounds, each closed unless ``*_open``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+POSITIVE, NON_NEGATIVE = Range(low=1), Range(low=0)
+
+
+def setting(
+    default: Any, doc: str, choices: tuple[str, ...] = (), valid: Range | None = None
+) -> Any:
+    """A dataclass field for one configuration key (``choices`` restricts a string, ``valid``
+    a number or each number of a list)."""
+    return field(default=default, metadata={"doc": doc, "choices": choices, "valid": valid})
 
 
 @dataclass(frozen=True)
@@ -25,18 +57,37 @@ class TrainSettings:
     """How to optimise: AdamW ("Decoupled Weight Decay Regularization", 1711.05101) with linear
     warmup and cosine decay ("SGDR", 1608.03983)."""
 
-    steps: int = setting(1000, "optimizer steps of the whole run (the schedule spans them)")
-    batch_size: int = setting(16, "sequences per micro-batch, per process")
-    grad_accum: int = setting(1, "micro-batches accumulated into one optimizer step")
-    seq_len: int = setting(0, "tokens per training sequence; 0 means wrapper.max_seq_len")
-    lr: float = setting(3e-4, "peak learning rate")
-    min_lr_ratio: float = setting(
-        0.1, "final learning rate of the cosine decay, as a fraction of lr"
+    steps: int = setting(
+        1000, "optimizer steps of the whole run (the schedule spans them)", valid=POSITIVE
     )
-    warmup_steps: int = setting(100, "steps of linear warmup from 0 to lr")
-    weight_decay: float = setting(0.1, "AdamW weight decay (matrices only; not biases or norms)")
-    betas: tuple[float, float] = setting((0.9, 0.95), "AdamW betas")
-    grad_clip: float = setting(1.0, "clip the gradient norm to this value; 0 turns clipping off")
+    batch_size: int = setting(16, "sequences per micro-batch, per process", valid=POSITIVE)
+    grad_accum: int = setting(
+        1, "micro-batches accumulated into one optimizer step", valid=POSITIVE
+    )
+    seq_len: int = setting(
+        0, "tokens per training sequence; 0 means wrapper.max_seq_len", valid=NON_NEGATIVE
+    )
+    lr: float = setting(3e-4, "peak learning rate", valid=Range(low=0, low_open=True))
+    min_lr_ratio: float = setting(
+        0.1, "final learning rate of the cosine decay, as a fraction of lr", valid=Range(0, 1)
+    )
+    warmup_steps: int = setting(100, "steps of linear warmup from 0 to lr", valid=NON_NEGATIVE)
+    weight_decay: float = setting(
+        0.1, "AdamW weight decay (matrices only; not biases or norms)", valid=NON_NEGATIVE
+    )
+    betas: tuple[float, float] = setting(
+        (0.9, 0.95), "AdamW betas", valid=Range(0, 1, high_open=True)
+    )
+    grad_clip: float = setting(
+        1.0, "clip the gradient norm to this value; 0 turns clipping off", valid=NON_NEGATIVE
+    )
+    skip_nonfinite_steps: int = setting(
+        0,
+        "non-finite steps (loss or gradient norm NaN/inf) skipped without an update before the "
+        "run stops; 0 stops at the first. Above 0 every step is checked before its update "
+        "(a host sync per step on accelerators)",
+        valid=NON_NEGATIVE,
+    )
     precision: str = setting(
         "auto",
         "'auto' (bf16 autocast where the GPU supports it), 'fp32' or 'bf16'",
@@ -49,14 +100,29 @@ class TrainSettings:
         ("ddp", "fsdp"),
     )
     seed: int = setting(0, "seed of the initialisation, the data order and dropout")
-    log_every: int = setting(10, "steps between progress log lines when stdout is not a terminal")
-    eval_every: int = setting(100, "steps between validations (and printed samples)")
-    eval_batches: int = setting(8, "micro-batches of validation windows per validation")
-    checkpoint_every: int = setting(500, "steps between checkpoints (one is always written last)")
-    keep_checkpoints: int = setting(2, "how many of the newest checkpoints to keep")
-    sample_length: int = setting(200, "bytes generated for the sample printed at each validation")
+    log_every: int = setting(
+        10,
+        "steps between progress log lines when stdout is not a terminal; on accelerators also "
+        "the steps between finiteness checks (the loop never waits for the device in between)",
+        valid=POSITIVE,
+    )
+    eval_every: int = setting(
+        100, "steps between validations (and printed samples)", valid=POSITIVE
+    )
+    eval_batches: int = setting(
+        8, "micro-batches of validation windows per validation", valid=POSITIVE
+    )
+    checkpoint_every: int = setting(
+        500, "steps between checkpoints (one is always written last)", valid=POSITIVE
+    )
+    keep_checkpoints: int = setting(2, "how many of the newest checkpoints to keep", valid=POSITIVE)
+    sample_length: int = setting(
+        200, "bytes generated for the sample printed at each validation", valid=NON_NEGATIVE
+    )
     sample_prompt: str = setting("", "prompt of that sample; empty takes text from validation")
-    sample_temperature: float = setting(0.8, "temperature of that sample")
+    sample_temperature: float = setting(
+        0.8, "temperature of that sample (0 is greedy)", valid=NON_NEGATIVE
+    )
 
 
 @dataclass(frozen=True)
@@ -64,11 +130,19 @@ class DataSettings:
     """Where the bytes come from and how they are split (the ``--data`` flag sets ``path``)."""
 
     path: str = setting("", "text file, .gz of one, or folder; empty: the built-in corpus")
-    val_fraction: float = setting(0.05, "fraction of the corpus (its end) held out for validation")
+    val_fraction: float = setting(
+        0.05,
+        "fraction of the corpus (its end) held out for validation",
+        valid=Range(0, 1, low_open=True, high_open=True),
+    )
 
 
 def setting_docs(cls: type) -> dict[str, str]:
     return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _type_error(annotation: str, value: Any) -> str | None:
@@ -79,15 +153,24 @@ def _type_error(annotation: str, value: Any) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool)
         return None if ok else "an integer"
     if annotation == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else "a number"
+        return None if _is_number(value) and math.isfinite(value) else "a finite number"
     if annotation == "str":
         return None if isinstance(value, str) else "a string"
     if annotation.startswith("tuple[float"):
         ok = isinstance(value, (list, tuple)) and len(value) == 2
         ok = ok and all(_type_error("float", v) is None for v in value)
-        return None if ok else "a list of two numbers"
+        return None if ok else "a list of two finite numbers"
     raise TypeError(f"unsupported setting annotation {annotation!r}")
+
+
+def _range_error(annotation: str, valid: Range | None, value: Any) -> str | None:
+    """None when ``value`` (or each of its numbers) is in ``valid``, else what was expected."""
+    if valid is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return None if all(v in valid for v in value) else f"{len(value)} numbers {valid}"
+    kind = "an integer" if annotation == "int" else "a number"
+    return None if value in valid else f"{kind} {valid}"
 
 
 def parse_settings(cls: type, values: dict[str, Any], origins: dict[str, str], section: str):
@@ -101,44 +184,37 @@ def parse_settings(cls: type, values: dict[str, Any], origins: dict[str, str], s
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"{where}: unknown key{hint} (valid keys: {', '.join(fields)})")
-        expected = _type_error(str(fields[key].type), value)
+        annotation, metadata = str(fields[key].type), fields[key].metadata
+        expected = _type_error(annotation, value) or _range_error(
+            annotation, metadata.get("valid"), value
+        )
         if expected is not None:
-            raise ConfigError(f"{where}: expected {expected}, got {value!r}")
-        choices = fields[key].metadata["choices"]
+            raise ConfigError(f"{where}: expected {expected}, got {_shown(value)}")
+        choices = metadata["choices"]
         if choices and value not in choices:
             raise ConfigError(f"{where}: expected one of {list(choices)}, got {value!r}")
         if isinstance(value, list):
             value = tuple(float(v) for v in value)
-        elif str(fields[key].type) == "float":
+        elif annotation == "float":
             value = float(value)
         parsed[key] = value
     return cls(**parsed)
 
 
-def check_train_settings(train: TrainSettings, origin: str) -> None:
-    """Ranges that the types alone do not express."""
-    positive = ("steps", "batch_size", "grad_accum", "log_every", "eval_every", "eval_batches")
-    positive += ("checkpoint_every", "keep_checkpoints")
-    for name in positive:
-        if getattr(train, name) < 1:
-            raise ConfigError(f"{origin}: [train] {name} must be >= 1, got {getattr(train, name)}")
-    for name in ("seq_len", "warmup_steps", "sample_length"):
-        if getattr(train, name) < 0:
-            raise ConfigError(f"{origin}: [train] {name} must be >= 0, got {getattr(train, name)}")
-    if train.lr <= 0 or not 0 <= train.min_lr_ratio <= 1:
-        raise ConfigError(
-            f"{origin}: [train] needs lr > 0 and 0 <= min_lr_ratio <= 1, "
-            f"got lr={train.lr}, min_lr_ratio={train.min_lr_ratio}"
-        )
-    if train.grad_clip < 0 or train.weight_decay < 0 or train.sample_temperature < 0:
-        raise ConfigError(
-            f"{origin}: [train] grad_clip, weight_decay and sample_temperature must be >= 0, got "
-            f"{train.grad_clip}, {train.weight_decay}, {train.sample_temperature}"
-        )
+def _shown(value: Any) -> str:
+    """A value as the user wrote it in TOML (``nan``, ``inf``, ``[1.5, 0.95]``)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return repr(value)
 
 
-def check_data_settings(data: DataSettings, origin: str) -> None:
-    if not 0 < data.val_fraction < 1:
-        raise ConfigError(
-            f"{origin}: [data] val_fraction must be in (0, 1), got {data.val_fraction}"
-        )
+def check_option(
+    flag: str, value: float | None, valid: Range | None = None, integer: bool = False
+) -> None:
+    """A number given on the command line (``--temperature``, ``--batch-size``, ...) must be
+    finite (argparse reads ``nan`` and ``inf`` as floats) and in ``valid`` when given; ``None``
+    (the flag not given) passes."""
+    if value is None or (math.isfinite(value) and (valid is None or value in valid)):
+        return
+    kind = "an integer" if integer else "a finite number" if valid is None else "a number"
+    raise CLIError(f"{flag}: expected {kind}{f' {valid}' if valid else ''}, got {value!r}")

@@ -6,9 +6,15 @@ One optimizer step::
     for each of grad_accum micro-batches:      (gradients all-reduced on the last only)
         batch = windows(seed, rank, step, micro)
         loss = model(batch) under bf16 autocast where supported; backward(loss / grad_accum)
-    clip the gradient norm; AdamW step
+    clip the gradient norm; AdamW step (skipped when the step is non-finite and
+        train.skip_nonfinite_steps allows it)
     every eval_every steps: validation bits per byte and a printed sample
     every checkpoint_every steps, at the end, and on SIGINT / SIGTERM: an atomic checkpoint
+
+The loss and gradient norm of each step stay on the device until a sync point (see
+``divergence.py``), where they are logged and checked: a non-finite loss or gradient norm stops
+the run with a :class:`DivergenceError` (exit status 3) before anything is written, so the newest
+checkpoint stays the last finite state and is never pruned for a NaN one.
 
 Everything random is either a pure function of (seed, rank, step) (the data) or in the global RNG
 whose state the checkpoint keeps (dropout, forgetful masks), so a resumed run repeats the losses
@@ -18,33 +24,39 @@ of an uninterrupted one exactly on the CPU.
 from __future__ import annotations
 
 import contextlib
-import os
+import math
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import torch
-from torch import nn
 
 from . import distributed
 from .checkpoint import (
     check_fits,
+    check_newest,
+    discard_checkpoints,
     load_model_state,
     load_train_state,
     read_manifest,
     save_checkpoint,
 )
-from .config import RunConfig, build_model, to_toml
+from .config import RunConfig, build_model
 from .data import TrainBatches, eval_windows, open_corpus, spread
-from .errors import DataError
+from .divergence import (
+    StepRecord,
+    clip_gradients,
+    holds_everywhere,
+    read_steps,
+    resume_advice,
+    weights_finite,
+)
+from .errors import DataError, DivergenceError
 from .evaluate import LN2, decode, encode, printable, sample_text, sum_losses
-from .metrics import METRICS_FILE, MetricsLog
 from .optim import learning_rate, make_optimizer, set_learning_rate
-from .plot import PLOT_FILE, plot_curves
-from .progress import Progress
+from .runlog import RunLog, busy_machine_note, thread_count_note
 from .signals import StopSignals
 
 PROMPT_BYTES = 64
@@ -56,10 +68,11 @@ class TrainResult:
 
     run_dir: Path
     step: int
-    losses: list[float] = field(default_factory=list)  # this session's, one per step
+    losses: list[float] = field(default_factory=list)  # this session's, one per updated step
     val_bpb: float | None = None
     checkpoint: Path | None = None
     stopped_by: signal.Signals | None = None
+    skipped: list[int] = field(default_factory=list)  # steps skipped as non-finite
 
 
 def rng_state(device: torch.device) -> dict:
@@ -83,9 +96,12 @@ class Trainer:
         env: distributed.Environment,
         resume: Path | None = None,
         out: TextIO | None = None,
+        discard_newer: bool = False,
     ):
         self.config, self.settings, self.env = config, config.train, env
-        self.run_dir, self.out = Path(run_dir), out or sys.stdout
+        self.run_dir = Path(run_dir)
+        self.log = RunLog(self.run_dir, out, env.is_main)
+        self.newer = check_newest(resume, discard_newer) if resume is not None else []
         self.corpus = self._open_corpus()
         torch.manual_seed(self.settings.seed)  # the same initial weights on every rank
         self.net, self.model = build_model(config)
@@ -104,9 +120,12 @@ class Trainer:
         )
         self.val_windows = self._validation_windows()
         self.step, self.elapsed, self.saved_step = 0, 0.0, None
+        self.skipped_steps = 0  # non-finite steps skipped over the whole run (saved)
+        # reading device values makes the host wait: every step only where that costs nothing
+        # (the CPU) or happens anyway (skipping decides before each update)
+        free = env.device.type == "cpu" or self.settings.skip_nonfinite_steps > 0
+        self.sync_every = 1 if free else self.settings.log_every
         self.signals = StopSignals()
-        self.metrics: MetricsLog | None = None  # rank 0 only, from the start of run()
-        self.progress: Progress | None = None
         if resume is not None:
             self._restore(resume)
         else:  # dropout and masks differ per rank; the data is seeded separately
@@ -153,11 +172,14 @@ class Trainer:
         distributed.load_optimizer_state(self.env, self.net, self.optimizer, state["optimizer"])
         self.step = self.saved_step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        for note in thread_count_note(self.env.device, manifest.get("runtime", {}).get("threads")):
+            self.log.say(note)
         rng = state["rng"]
         if len(rng) == self.env.world_size:
             set_rng_state(rng[self.env.rank], self.env.device)
         else:
-            self._say(
+            self.log.say(
                 f"note: saved with {len(rng)} processes, resumed with "
                 f"{self.env.world_size}: random streams restart (losses will differ)"
             )
@@ -177,10 +199,12 @@ class Trainer:
 
     # -------------------------------------------------------------------- the loop
 
-    def train_step(self) -> float:
-        """One optimizer step; returns the mean loss of its micro-batches on this rank."""
+    def train_step(self) -> StepRecord:
+        """One optimizer step; its loss and gradient norm stay on the device (no host sync,
+        unless ``skip_nonfinite_steps`` needs the verdict before the update)."""
         accum = self.settings.grad_accum
-        set_learning_rate(self.optimizer, learning_rate(self.step, self.settings))
+        lr = learning_rate(self.step, self.settings)
+        set_learning_rate(self.optimizer, lr)
         total = torch.zeros((), device=self.env.device)
         for micro in range(accum):
             batch = self.batches.batch(self.step, micro).to(self.env.device, non_blocking=True)
@@ -190,61 +214,100 @@ class Trainer:
                     loss = self.train_model(batch)
                 (loss / accum).backward()
             total += loss.detach().float()
-        if self.settings.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.settings.grad_clip)
-        self.optimizer.step()
+        loss = total / accum
+        grad_norm = clip_gradients(self.net, self.settings.grad_clip)
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        skip = self.settings.skip_nonfinite_steps > 0 and not holds_everywhere(self.env, finite)
+        if skip:
+            self._count_skipped(self.step + 1, loss, grad_norm)
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return float(total) / accum
+        return StepRecord(self.step, loss, grad_norm, lr, skipped=skip)
+
+    def _count_skipped(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.skipped_steps += 1
+        limit = self.settings.skip_nonfinite_steps
+        if self.skipped_steps > limit:
+            raise DivergenceError(
+                f"training diverged at step {step}: loss {float(loss):.4g}, gradient norm "
+                f"{float(grad_norm):.4g}, non-finite step {self.skipped_steps} of a run that "
+                f"may skip {limit} (train.skip_nonfinite_steps); {self._advice()}"
+            )
 
     def run(self, stop_at: int | None = None) -> TrainResult:
         """Train until ``train.steps`` (or ``stop_at``), a signal, or the end; then checkpoint."""
         total = self.settings.steps
         end = min(total, stop_at) if stop_at else total
         result = TrainResult(self.run_dir, self.step)
+        self._discard_newer()
         if self.step >= end:
-            self._say(f"nothing to do: the run is at step {self.step} of {end}")
+            self.log.say(f"nothing to do: the run is at step {self.step} of {end}")
             return result
-        self._start_logs()
+        self.log.open(self.config, self.step, self.saved_step, self.describe())
         self.signals.install()
+        pending: list[StepRecord] = []
         try:
             while self.step < end and result.stopped_by is None:
-                loss, stop = self._timed_step()
-                result.losses.append(loss)
-                if self.step % self.settings.eval_every == 0 or self.step == total:
+                pending.append(self._timed_step())
+                validate = self.step % self.settings.eval_every == 0 or self.step == total
+                checkpoint = self.step % self.settings.checkpoint_every == 0 and self.step < end
+                if not (validate or checkpoint or self.step >= end or self._sync_due()):
+                    continue
+                stop = self._sync(pending, result)  # raises DivergenceError
+                pending = []
+                if validate:
                     result.val_bpb = self.validate()
                 if stop:  # on any rank: all ranks stop together
                     result.stopped_by = self.signals.received or signal.SIGTERM
-                elif self.step % self.settings.checkpoint_every == 0 and self.step < end:
+                elif checkpoint:
                     result.checkpoint = self.save()
             if self.saved_step != self.step:
                 result.checkpoint = self.save()
         finally:
             self.signals.restore()
-            self._close_logs()
+            self.log.close()
         result.step = self.step
         return result
 
-    def _timed_step(self) -> tuple[float, bool]:
-        """A step, its loss averaged over ranks, and whether any rank received a stop signal."""
+    def _sync_due(self) -> bool:
+        """A sync point: every ``sync_every`` steps, or at once for a signal in one process (with
+        several, every rank must reach the same sync points)."""
+        signalled = self.signals.received is not None and not self.env.is_distributed
+        return self.step % self.sync_every == 0 or signalled
+
+    def _timed_step(self) -> StepRecord:
         began = time.perf_counter()
-        local = [self.train_step(), float(self.signals.received is not None)]
-        loss_sum, stops = distributed.all_reduce_sum(self.env, local)
-        loss = loss_sum / self.env.world_size
-        seconds = time.perf_counter() - began
-        self.elapsed += seconds
-        lr = self.optimizer.param_groups[0]["lr"]
-        if self.env.is_main:
-            tokens = self.tokens_per_step
-            self.metrics.log(
-                step=self.step,
-                loss=loss,
-                lr=lr,
-                tokens=self.step * tokens,
-                time=round(self.elapsed, 3),
-            )
-            self.progress.update(self.step, loss, lr, tokens, seconds)
-        return loss, stops > 0
+        record = self.train_step()
+        record.seconds = time.perf_counter() - began
+        return record
+
+    def _sync(self, pending: list[StepRecord], result: TrainResult) -> bool:
+        """Read the pending steps' numbers, log them, and stop the run at the first non-finite
+        one; returns whether any rank received a stop signal."""
+        began = time.perf_counter()
+        numbers, stop = read_steps(self.env, pending, self.signals.received is not None)
+        pending[-1].seconds += time.perf_counter() - began  # the wait for the device
+        for record, (loss, grad_norm) in zip(pending, numbers):
+            self.elapsed += record.seconds
+            if record.skipped:
+                result.skipped.append(record.step)
+                limit = self.settings.skip_nonfinite_steps
+                used = f"{self.skipped_steps} of train.skip_nonfinite_steps={limit} used"
+                self.log.skipped(record, loss, grad_norm, used)
+            elif not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                raise DivergenceError(
+                    f"training diverged at step {record.step}: loss {loss:.4g}, gradient norm "
+                    f"{grad_norm:.4g} (lr {record.lr:.2e}); {self._advice()}"
+                )
+            else:
+                result.losses.append(loss)
+                self.log.step(record, loss, self.elapsed, self.tokens_per_step)
+        return stop
+
+    def _advice(self) -> str:
+        return resume_advice(self.run_dir, may_skip=not self.settings.skip_nonfinite_steps)
 
     @property
     def tokens_per_step(self) -> int:
@@ -266,9 +329,7 @@ class Trainer:
         nats, count = distributed.all_reduce_sum(self.env, [total.nats, total.count])
         loss = nats / max(count, 1)
         bpb = loss / LN2
-        if self.env.is_main:
-            self.metrics.log(step=self.step, val_loss=loss, val_bpb=bpb)
-            self.progress.write(f"step {self.step}: val loss {loss:.4f}  val {bpb:.4f} bits/byte")
+        self.log.validation(self.step, loss, bpb)
         if self.settings.sample_length and (self.env.is_main or self.env.is_sharded):
             self._print_sample()
         return bpb
@@ -286,10 +347,17 @@ class Trainer:
         )
         if self.env.is_main:
             shown = printable(decode(prompt) + text)
-            self.progress.write(f"--- sample at step {self.step} ---\n{shown}\n---")
+            self.log.write(f"--- sample at step {self.step} ---\n{shown}\n---")
 
     def save(self) -> Path | None:
-        """Gather the full state (a collective when sharded); rank 0 writes it atomically."""
+        """Gather the full state (a collective when sharded); rank 0 writes it atomically. Called
+        at sync points only, so every step since the last checkpoint was checked finite; the
+        weights are checked too, so a checkpoint never holds a NaN."""
+        if not holds_everywhere(self.env, weights_finite(self.net)):
+            raise DivergenceError(
+                f"training diverged at step {self.step}: the weights hold non-finite values; "
+                f"{self._advice()}"
+            )
         weights = distributed.model_state(self.env, self.net)
         optimizer = distributed.optimizer_state(self.env, self.net, self.optimizer)
         rng = distributed.gather_objects(self.env, rng_state(self.env.device))
@@ -301,6 +369,7 @@ class Trainer:
                 "step": self.step,
                 "elapsed": self.elapsed,
                 "world_size": self.env.world_size,
+                "skipped_steps": self.skipped_steps,
             }
             info = {
                 "config": self.config.to_dict(),
@@ -308,39 +377,35 @@ class Trainer:
                     "description": self.corpus.description,
                     "fingerprint": self.corpus.fingerprint,
                 },
+                "runtime": {
+                    "device": self.env.device.type,
+                    "processes": self.env.world_size,
+                    "threads": torch.get_num_threads(),
+                },
             }
             path = save_checkpoint(
                 self.run_dir, self.step, weights, state, info, self.settings.keep_checkpoints
             )
-            self.progress.write(f"step {self.step}: checkpoint {path}")
+            self.log.write(f"step {self.step}: checkpoint {path}")
         distributed.barrier(self.env)
         self.saved_step = self.step
         return path
 
-    # -------------------------------------------------------------------- logs
-
-    def _say(self, text: str) -> None:
-        if self.env.is_main:
-            print(text, file=self.out, flush=True)
-
-    def _start_logs(self) -> None:
-        if not self.env.is_main:
+    def _discard_newer(self) -> None:
+        """Delete the checkpoints of the branch a ``--discard-newer`` resume abandons, and the
+        metrics after the resumed step (rank 0)."""
+        if not self.newer or not self.env.is_main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(to_toml(self.config))
-        resumed = self.saved_step
-        self.metrics = MetricsLog(self.run_dir / METRICS_FILE, resume_step=resumed)
-        self.progress = Progress(
-            self.settings.steps, start=self.step, stream=self.out, log_every=self.settings.log_every
+        discard_checkpoints(self.newer)
+        self.log.truncate_metrics(self.saved_step)
+        names = ", ".join(p.name for p in self.newer)
+        self.log.say(
+            f"discarded the newer checkpoints {names} and the metrics after step "
+            f"{self.saved_step}: the run continues from step {self.saved_step}"
         )
-        self._say(self.describe())
+        self.newer = []
 
-    def _close_logs(self) -> None:
-        if self.metrics is None:
-            return
-        self.progress.close()
-        self.metrics.close()
-        plot_curves(self.run_dir / METRICS_FILE, self.run_dir / PLOT_FILE)
+    # -------------------------------------------------------------------- logs
 
     def describe(self) -> str:
         params = sum(p.numel() for p in self.net.parameters())
@@ -361,19 +426,6 @@ class Trainer:
         return "\n".join(lines + busy_machine_note(env.device))
 
 
-def busy_machine_note(device: torch.device) -> list[str]:
-    """A hint when CPU threads would compete with other work: several threads on an
-    oversubscribed CPU wait on each other and can run many times slower than one."""
-    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if device.type != "cpu" or threads == 1 or load < cores:
-        return []
-    return [
-        f"note: this machine is busy (load {load:.1f} on {cores} cores); "
-        "--threads 1 may train much faster"
-    ]
-
-
 def train(
     config: RunConfig,
     run_dir: Path,
@@ -381,11 +433,15 @@ def train(
     stop_at: int | None = None,
     device: str | None = None,
     out: TextIO | None = None,
+    discard_newer: bool = False,
 ) -> TrainResult:
-    """Train a run (joining the torchrun process group when there is one)."""
+    """Train a run (joining the torchrun process group when there is one). Resuming from a
+    checkpoint that is not the run's newest needs ``discard_newer``, which deletes the newer
+    checkpoints and the metrics after it."""
     env = distributed.setup(device, config.train.parallel)
     try:
-        result = Trainer(config, run_dir, env, resume=resume, out=out).run(stop_at=stop_at)
+        trainer = Trainer(config, run_dir, env, resume=resume, out=out, discard_newer=discard_newer)
+        result = trainer.run(stop_at=stop_at)
     except BaseException:
         distributed.teardown(env, synchronize=False)
         raise
