@@ -3,27 +3,14 @@
 The product spec is the set of README documents in the seeds directory
 (``$XT_SEEDS_DIR`` if set, else ``<repo root>/../shared/seeds``; the whole
 module is skipped when it does not exist -- the library itself never reads
-it).  :mod:`seed_examples` extracts every Python example from them (fenced
-markdown, scraped pages with and without indentation, and the PaddlePaddle
-port translated to torch), resolves fragments, de-duplicates and applies the
-documented exclusion list.  This module executes each example *as written*:
-
-* in a fresh namespace pre-populated with ``torch`` and every public name of
-  ``x_transformers`` (``x_transformers.__all__``), after ``torch.manual_seed(0)``;
-* with full sizes (dim 512, depth 6-12, sequence length 1024, a few
-  ``.backward()`` calls), so the run takes minutes on a CPU;
-* ``.cuda()`` is a no-op when CUDA is not available (``torch.nn.Module.cuda``
-  and ``torch.Tensor.cuda`` are monkeypatched to return ``self``);
-* the GPT-3 sized example (detected by content: a ``Decoder`` with dim 12288,
-  depth 96, heads 96) is built under ``with torch.device("meta"):`` and must
-  have about 175B parameters (between 170e9 and 180e9).
-
-Expected failures: an example that raises ``NotImplementedError`` is an
-``xfail`` only when the error message names, in single quotes, a keyword
-contained in ``x_transformers.options.not_implemented_keywords()``.  Any other
-exception -- or a ``NotImplementedError`` naming no such keyword -- fails the
-test, so the expected-failure list shrinks automatically as features land and
-an implemented feature can never hide behind an xfail.
+it, and ``test_bundled_sample`` keeps the acceptance step meaningful on a
+fresh clone).  :mod:`seed_examples` extracts every Python example from them
+(fenced markdown, scraped pages with and without indentation, and the
+PaddlePaddle port translated to torch), resolves fragments, de-duplicates and
+applies the documented exclusion list.  :func:`example_runner.run_example`
+executes each example *as written*, at full size (dim 512, depth 6-12,
+sequence length 1024, a few ``.backward()`` calls), so the run takes minutes
+on a CPU; the GPT-3 sized example is built on the meta device.
 
 All tests carry the ``acceptance`` marker: the normal suite deselects them
 (``-m "not acceptance"``); run them with
@@ -32,17 +19,14 @@ All tests carry the ``acceptance`` marker: the normal suite deselects them
 
 from __future__ import annotations
 
-import gc
-import linecache
-import re
-
 import pytest
-import torch
 
 try:
     from tests.acceptance import seed_examples as se
+    from tests.acceptance.example_runner import run_example
 except ImportError:  # tests/ not importable as a package: rootdir-relative import
     import seed_examples as se
+    from example_runner import run_example
 
 SEEDS_DIR = se.seeds_dir()
 if not SEEDS_DIR.is_dir():
@@ -50,77 +34,8 @@ if not SEEDS_DIR.is_dir():
 
 EXAMPLES = se.load_examples(SEEDS_DIR)
 
-GPT3_MIN_PARAMS = 170e9
-GPT3_MAX_PARAMS = 180e9
-
-_QUOTED_RE = re.compile(r"'([^'\s]+)'")
-
-
-def _namespace() -> dict:
-    import x_transformers
-
-    ns = {"__name__": "__seed_example__", "torch": torch}
-    ns.update({name: getattr(x_transformers, name) for name in x_transformers.__all__})
-    return ns
-
-
-def _compile(example: se.Example):
-    """Compile the example under a pseudo file name whose source is registered
-    in linecache, so tracebacks show the example's own lines."""
-    filename = f"<seed example {example.id} ({example.seed}:{example.lineno})>"
-    source = example.code + "\n"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    return compile(source, filename, "exec")
-
-
-def _identity(self, *args, **kwargs):
-    return self
-
-
-def _xfail_if_not_implemented(err: NotImplementedError) -> None:
-    """xfail when the message names a keyword the library declares unimplemented."""
-    from x_transformers.options import not_implemented_keywords
-
-    named = set(_QUOTED_RE.findall(str(err)))
-    declared = named & set(not_implemented_keywords())
-    if declared:
-        pytest.xfail(f"not implemented yet: {', '.join(sorted(declared))} ({err})")
-
-
-def _parameter_count(ns: dict) -> int:
-    modules = [v for v in ns.values() if isinstance(v, torch.nn.Module)]
-    assert modules, "the GPT-3 example defined no module"
-    return max(sum(p.numel() for p in m.parameters()) for m in modules)
-
 
 @pytest.mark.acceptance
 @pytest.mark.parametrize("example", EXAMPLES, ids=[ex.id for ex in EXAMPLES])
 def test_seed_example(example: se.Example, monkeypatch: pytest.MonkeyPatch) -> None:
-    gpt3 = se.is_gpt3(example.code)
-    if gpt3 or not torch.cuda.is_available():
-        # the GPT-3 example lives on the meta device, where .cuda() cannot work
-        monkeypatch.setattr(torch.nn.Module, "cuda", _identity)
-        monkeypatch.setattr(torch.Tensor, "cuda", _identity)
-
-    code = _compile(example)
-    ns = _namespace()
-    torch.manual_seed(0)
-    try:
-        try:
-            if gpt3:
-                with torch.device("meta"):
-                    exec(code, ns)
-            else:
-                exec(code, ns)
-        except NotImplementedError as err:
-            _xfail_if_not_implemented(err)
-            raise
-        if gpt3:
-            count = _parameter_count(ns)
-            assert GPT3_MIN_PARAMS <= count <= GPT3_MAX_PARAMS, (
-                f"GPT-3 example has {count:,} parameters, expected about 175B"
-            )
-    finally:
-        ns.clear()
-        del ns
-        gc.collect()
+    run_example(example, monkeypatch)
