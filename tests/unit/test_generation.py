@@ -156,7 +156,7 @@ def test_bad_generation_arguments_are_refused():
     wrapper = decoder_model()
     with pytest.raises(ValueError, match="unknown filter_logits_fn 'top_z'"):
         wrapper.generate(prompt(), 2, filter_logits_fn="top_z")
-    with pytest.raises(ValueError, match="temperature must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="temperature. must be a real number >= 0, got -1"):
         wrapper.generate(prompt(), 2, temperature=-1)
     with pytest.raises(ValueError, match="cache_kind"):
         wrapper.generate(prompt(), 2, cache_kind="paged")

@@ -14,13 +14,13 @@ from x_transformers.options import (
 )
 
 
-def parse(**kwargs):
+def parse(cross_attend=False, **kwargs):
     return parse_layer_kwargs(
         dim=16,
         depth=1,
         heads=2,
         causal=False,
-        cross_attend=False,
+        cross_attend=cross_attend,
         only_cross=False,
         kwargs=kwargs,
         where="Test",
@@ -62,7 +62,9 @@ def test_unknown_xtransformer_keyword_keeps_its_side_prefix():
 
 
 def test_prefixes_route_to_their_groups():
-    config = parse(attn_dim_head=12, cross_attn_dim_head=20, ff_mult=2, attn_dropout=0.1)
+    config = parse(
+        cross_attend=True, attn_dim_head=12, cross_attn_dim_head=20, ff_mult=2, attn_dropout=0.1
+    )
     assert config.attention.dim_head == 12
     assert config.cross_attention.dim_head == 20  # cross_attn_ overrides attn_ for cross-attention
     assert config.cross_attention.dropout == 0.1  # attn_ also reaches cross-attention

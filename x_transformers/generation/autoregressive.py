@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention.masks import combine_masks
+from ..layers.validation import check_mask
 from .beam_search import beam_search
 from .decode import DecodeSession, eval_mode, left_pad_prompts, open_session
 from .interface import decoding_spec
-from .loop import make_sampler, sample_tokens
+from .loop import check_eos_and_pad, check_num_new, make_sampler, sample_tokens
 
 
 def forgetful_causal_mask(batch: int, seq_len: int, mask_prob: float, device) -> Tensor:
@@ -60,10 +61,13 @@ class AutoregressiveWrapper(nn.Module):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_outputs: bool = False, **kwargs
     ):
-        """x (b, n) -> mean cross-entropy of predicting x[:, 1:] from x[:, :-1]. ``mask`` (b, n)
-        marks real tokens (True) versus padding; padded targets do not count."""
+        """x (b, n) -> mean cross-entropy of predicting x[:, 1:] from x[:, :-1]. ``mask`` (b, n),
+        bool, as for the model's forward, marks real tokens (True) versus padding; padded
+        targets do not count. When no target counts (e.g. an all-False mask) the loss is 0, as
+        for :class:`ContinuousAutoregressiveWrapper`, not NaN."""
         if x.ndim != 2 or x.shape[1] < 2:
             raise ValueError(f"need token ids of shape (batch, seq_len >= 2), got {tuple(x.shape)}")
+        check_mask(x, mask, "mask")
         inp, target = x[:, :-1], x[:, 1:]
         inp_mask = None
         if mask is not None:
@@ -73,7 +77,10 @@ class AutoregressiveWrapper(nn.Module):
             fcm = forgetful_causal_mask(*inp.shape, self.mask_prob, inp.device)
             inp_mask = combine_masks(inp_mask, fcm)
         logits = self.net(inp, mask=inp_mask, **kwargs)
-        loss = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=self.ignore_index)
+        loss = F.cross_entropy(
+            logits.transpose(1, 2), target, ignore_index=self.ignore_index, reduction="sum"
+        )
+        loss = loss / (target != self.ignore_index).sum().clamp(min=1)  # 0 when nothing counts
         return (loss, logits) if return_outputs else loss
 
     @torch.no_grad()
@@ -91,7 +98,9 @@ class AutoregressiveWrapper(nn.Module):
         **kwargs,
     ) -> Tensor:
         """Sample ``seq_len`` new tokens after ``prompts``; returns only the new tokens,
-        (b, seq_len), or (seq_len,) for a 1-D prompt.
+        (b, seq_len), or (seq_len,) for a 1-D prompt. ``seq_len=0`` gives an empty (b, 0)
+        result; a negative ``seq_len``, a NaN ``temperature`` or an empty prompt raise
+        ``ValueError``.
 
         Args:
             prompts: (n,), (b, n), a list of 1-D prompts of different lengths, or a left-padded
@@ -107,7 +116,11 @@ class AutoregressiveWrapper(nn.Module):
             **kwargs: forward keywords for every step (``context``, ``context_mask``, ...).
         """
         sample = make_sampler(temperature, filter_logits_fn, filter_kwargs)
+        seq_len = check_num_new(seq_len)
+        check_eos_and_pad(eos_token, self.pad_value, None)
         prompt = left_pad_prompts(prompts, prompt_lens, self.pad_value)
+        if seq_len == 0:
+            return _empty(prompt)
         session = self._session(prompt, seq_len, cache_kv, cache_kind, kwargs, "generate")
         with eval_mode(self.net):
             logits = session.prefill(prompt.tokens, prompt.mask, prompt.start_positions)
@@ -130,6 +143,8 @@ class AutoregressiveWrapper(nn.Module):
         (sum of log-probabilities); (b, seq_len), or (seq_len,) for a 1-D prompt. With
         ``return_beams_and_scores=True``: every beam (b, beams, seq_len) and its score
         (b, beams), best first. Prompts are given as to :meth:`generate`."""
+        seq_len = check_num_new(seq_len)
+        check_eos_and_pad(eos_token, self.pad_value, None)
         prompt = left_pad_prompts(prompts, prompt_lens, self.pad_value)
         session = self._session(prompt, seq_len, cache_kv, "dynamic", kwargs, "beam_search")
         with eval_mode(self.net):
@@ -153,3 +168,9 @@ class AutoregressiveWrapper(nn.Module):
             layer_inputs=kwargs,
             where=where,
         )
+
+
+def _empty(prompt) -> Tensor:
+    """The result of generating 0 tokens: (b, 0), or (0,) for a 1-D prompt."""
+    empty = prompt.tokens.new_empty(prompt.tokens.shape[0], 0, dtype=torch.long)
+    return empty[0] if prompt.unbatched else empty

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .decode import DecodeSession
-from .loop import pad_to_length
+from .loop import check_eos_and_pad, check_num_new, pad_to_length
 
 
 def beam_search(
@@ -30,8 +30,10 @@ def beam_search(
 
     Returns the tokens (b, k, seq_len) and scores (b, k) of the beams, best first.
     """
-    if beams < 1:
-        raise ValueError(f"beams must be >= 1, got {beams}")
+    if isinstance(beams, bool) or not isinstance(beams, int) or beams < 1:
+        raise ValueError(f"'beams' must be an int >= 1, got {beams!r}")
+    seq_len = check_num_new(seq_len)
+    check_eos_and_pad(eos_token, pad_value, logits.shape[-1])
     batch, vocab = logits.shape
     device = logits.device
     expand = torch.arange(batch, device=device).repeat_interleave(beams)  # (b * k,)

@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..layers.validation import check_mask
 from .decode import eval_mode, open_session
 from .interface import decoding_spec
+from .loop import check_num_new
 
 
 class ContinuousAutoregressiveWrapper(nn.Module):
@@ -25,11 +27,13 @@ class ContinuousAutoregressiveWrapper(nn.Module):
         self.net, self.loss_fn, self.max_seq_len = net, loss_fn, spec.max_seq_len
 
     def forward(self, x: Tensor, mask: Tensor | None = None, **kwargs) -> Tensor:
-        """x (b, n, d); ``mask`` (b, n) True = real vector. Padded targets do not count."""
+        """x (b, n, d); ``mask`` (b, n) bool, True = real vector. Padded targets do not count;
+        when none counts (e.g. an all-False mask) the loss is 0."""
         if x.ndim != 3 or x.shape[1] < 2:
             raise ValueError(
                 f"need vectors of shape (batch, seq_len >= 2, dim), got {tuple(x.shape)}"
             )
+        check_mask(x, mask, "mask")
         inp, target = x[:, :-1], x[:, 1:]
         out = self.net(inp, mask=None if mask is None else mask[:, :-1], **kwargs)
         loss = self.loss_fn(out, target, reduction="none")
@@ -49,7 +53,10 @@ class ContinuousAutoregressiveWrapper(nn.Module):
     ) -> Tensor:
         """Generate ``seq_len`` vectors after ``start``: (b, n, d) gives (b, seq_len, d); an
         unbatched (n, d) or (d,) start gives (seq_len, d). ``cache_kv`` reuses the keys and
-        values of past positions (see :class:`~.decode.DecodeSession`)."""
+        values of past positions (see :class:`~.decode.DecodeSession`). ``seq_len=0`` gives an
+        empty (b, 0, d) result; a negative ``seq_len`` or an empty ``start`` raise
+        ``ValueError``."""
+        seq_len = check_num_new(seq_len)
         if self.net.dim_in != self.net.dim_out:
             raise ValueError(
                 f"generation feeds outputs back as inputs: dim_in={self.net.dim_in} must equal "
@@ -60,8 +67,13 @@ class ContinuousAutoregressiveWrapper(nn.Module):
                 f"start must have shape (b, n, {self.net.dim_in}), (n, {self.net.dim_in}) or "
                 f"({self.net.dim_in},), got {tuple(start.shape)}"
             )
+        if start.ndim > 1 and start.shape[-2] == 0:
+            raise ValueError(f"start must not be empty, got shape {tuple(start.shape)}")
         unbatched = start.ndim < 3
         out = start.reshape(1, -1, start.shape[-1]) if unbatched else start
+        if seq_len == 0:
+            empty = out.new_empty(out.shape[0], 0, out.shape[-1])
+            return empty[0] if unbatched else empty
         session = open_session(
             self.net,
             decoding_spec(self.net, "ContinuousAutoregressiveWrapper"),

@@ -78,7 +78,13 @@ def left_pad_prompts(
         lens = torch.tensor([p.shape[0] for p in prompts], device=prompts[0].device)
         padded = [nn.functional.pad(p, (longest - p.shape[0], 0), value=pad_value) for p in prompts]
         return _with_lens(torch.stack(padded), lens)
+    if not isinstance(prompts, Tensor):
+        raise TypeError(
+            f"prompts must be a tensor or a list of 1-D tensors, got {type(prompts).__name__}"
+        )
     if prompts.ndim == 1:
+        if prompts.numel() == 0:
+            raise ValueError("prompts must not be empty: got a prompt of length 0")
         if prompt_lens is not None:
             raise ValueError("'prompt_lens' needs a batch of prompts (b, n)")
         return PromptBatch(prompts[None], unbatched=True)

@@ -15,6 +15,8 @@ Shape letters: b batch, v vocabulary, t generated length.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from functools import partial
 
@@ -35,14 +37,48 @@ def make_sampler(
     """(b, v) logits -> (b,) tokens with these settings; bad settings fail here, before the
     model runs."""
     resolve_filter(filter_logits_fn)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    check_temperature(temperature)
     return partial(
         sample_next_token,
         temperature=temperature,
         filter_logits_fn=filter_logits_fn,
         filter_kwargs=filter_kwargs,
     )
+
+
+def check_temperature(temperature) -> None:
+    """A real number >= 0 (0 is greedy); NaN would make every step pick token 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(
+            f"'temperature' must be a real number >= 0, got {temperature!r} "
+            f"({type(temperature).__name__})"
+        )
+    if math.isnan(temperature) or temperature < 0:
+        raise ValueError(f"'temperature' must be a real number >= 0, got {temperature}")
+
+
+def check_num_new(seq_len, name: str = "seq_len") -> int:
+    """The number of positions to generate: an int >= 0 (0 gives an empty result)."""
+    if isinstance(seq_len, bool) or not isinstance(seq_len, numbers.Integral):
+        raise TypeError(f"'{name}' must be an int >= 0, got {seq_len!r} ({type(seq_len).__name__})")
+    if seq_len < 0:
+        raise ValueError(f"'{name}' must be >= 0 (0 generates nothing), got {seq_len}")
+    return int(seq_len)
+
+
+def check_eos_and_pad(eos_token, pad_value, vocab: int | None) -> None:
+    """With ``eos_token``, ``pad_value`` is written after it, so it must be a token id in
+    [0, vocab) (``vocab`` None: not known yet, only the types are checked)."""
+    if eos_token is None:
+        return
+    for name, value in (("eos_token", eos_token), ("pad_value", pad_value)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"'{name}' must be an int token id, got {value!r}")
+        if vocab is not None and not 0 <= value < vocab:
+            raise ValueError(
+                f"'{name}' must be a token id in [0, {vocab}) when generating with eos_token "
+                f"(it is written after eos), got {value}"
+            )
 
 
 def pad_after_eos(tokens: Tensor, eos_token: int, pad_value: int) -> Tensor:
@@ -90,6 +126,9 @@ def sample_tokens(
 ) -> Tensor:
     """Sample ``seq_len`` tokens, starting from the ``logits`` (b, v) of a prefilled
     ``session``; returns (b, seq_len). The session is stepped only while tokens are needed."""
+    check_eos_and_pad(eos_token, pad_value, logits.shape[-1])
+    if seq_len == 0:
+        return logits.new_empty(logits.shape[0], 0, dtype=torch.long)
     stop = EosStop(eos_token, pad_value)
     generated = []
     for step in range(seq_len):

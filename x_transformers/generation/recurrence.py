@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .decode import eval_mode
 from .interface import decoding_spec
-from .loop import make_sampler, sample_tokens
+from .loop import check_eos_and_pad, check_num_new, make_sampler, sample_tokens
 
 
 def shift_memories(mems: Sequence[Tensor] | None, shift: int) -> list[Tensor] | None:
@@ -111,14 +111,20 @@ class XLAutoregressiveWrapper(nn.Module):
         mems: list[Tensor] | None = None,
     ) -> Tensor:
         """Sample ``seq_len`` tokens after ``prompts`` (b, n) or (n,); the model sees the current
-        segment (at most ``max_seq_len`` tokens) plus the memories of the earlier ones."""
+        segment (at most ``max_seq_len`` tokens) plus the memories of the earlier ones.
+        ``seq_len=0`` gives an empty (b, 0) result; a negative one raises ``ValueError``."""
         sample = make_sampler(temperature, filter_logits_fn, filter_kwargs)
+        seq_len = check_num_new(seq_len)
+        check_eos_and_pad(eos_token, self.pad_value, None)
         unbatched = prompts.ndim == 1
         tokens = prompts[None] if unbatched else prompts
         if tokens.ndim != 2 or tokens.shape[1] < 1:
             raise ValueError(
                 f"prompts must have shape (batch, len >= 1), got {tuple(prompts.shape)}"
             )
+        if seq_len == 0:
+            empty = tokens.new_empty(tokens.shape[0], 0, dtype=torch.long)
+            return empty[0] if unbatched else empty
         session = SegmentSession(self.net, self.max_seq_len, mems)
         with eval_mode(self.net):
             logits = session.prefill(tokens)

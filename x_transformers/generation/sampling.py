@@ -17,6 +17,8 @@ from torch import Tensor
 def top_k(logits: Tensor, k: int | None = None, frac_num_tokens: float = 0.1) -> Tensor:
     """Keep the ``k`` largest logits (default: ``ceil(frac_num_tokens * vocab)``)."""
     vocab = logits.shape[-1]
+    if k is None and not 0.0 < frac_num_tokens <= 1.0:
+        raise ValueError(f"top_k needs 0 < frac_num_tokens <= 1, got {frac_num_tokens}")
     if k is None:
         k = max(1, math.ceil(frac_num_tokens * vocab))
     if k < 1:
@@ -79,8 +81,8 @@ def sample_next_token(
 ) -> Tensor:
     """(b, v) logits -> (b,) token ids. ``temperature=0`` is greedy (argmax); otherwise the
     filtered logits are sampled with the Gumbel-max trick (no host synchronisation)."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not temperature >= 0:  # also NaN
+        raise ValueError(f"'temperature' must be a real number >= 0, got {temperature}")
     if temperature == 0:
         return logits.argmax(dim=-1)
     filter_fn = resolve_filter(filter_logits_fn)

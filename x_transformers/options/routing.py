@@ -132,8 +132,13 @@ def parse_layer_kwargs(
     kwargs: Mapping[str, Any],
     where: str,
     shown_prefix: str = "",
+    dim_context: int | None = None,
 ) -> LayerConfig:
-    """Route the feature keywords of ``Encoder``/``Decoder``/``CrossAttender`` into options."""
+    """Route the feature keywords of ``Encoder``/``Decoder``/``CrossAttender`` into options.
+
+    Keywords that only act on cross-attention (``cross_attn_*``, ``cross_residual_attn``,
+    ``dim_context``) raise ``ValueError`` without ``cross_attend=True`` (or ``only_cross``):
+    nothing is silently ignored."""
     for name, value in (("dim", dim), ("depth", depth), ("heads", heads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{where}: '{name}' must be a positive int, got {value!r}")
@@ -162,6 +167,8 @@ def parse_layer_kwargs(
             )
             valid = [shown_prefix + n for n in (*constructor_args, *layer_keyword_names())]
             raise unknown_keyword_error(shown, valid, where)
+    if not (cross_attend or only_cross):
+        _refuse_cross_keywords(groups, dim_context, where, shown_prefix)
     attention = _build(AttentionOptions, groups["attention"])
     return LayerConfig(
         dim=dim,
@@ -176,6 +183,27 @@ def parse_layer_kwargs(
         blocks=_build(BlockOptions, groups["blocks"]),
         positions=_build(PositionOptions, groups["positions"]),
     )
+
+
+# stack keywords that act on cross-attention blocks only
+CROSS_ONLY_STACK_KEYWORDS = ("cross_residual_attn",)
+
+
+def _refuse_cross_keywords(groups: dict, dim_context, where: str, shown_prefix: str) -> None:
+    """Keywords that would do nothing because the stack has no cross-attention."""
+    shown = [spelling for _, spelling in groups["cross_attention"].values()]
+    shown += [
+        spelling
+        for name, (value, spelling) in groups["blocks"].items()
+        if name in CROSS_ONLY_STACK_KEYWORDS and value
+    ]
+    if dim_context is not None:
+        shown.append(shown_prefix + "dim_context")
+    if shown:
+        raise ValueError(
+            f"{where}: {', '.join(map(repr, shown))} only act on cross-attention; build the "
+            f"stack with {shown_prefix}cross_attend=True (or use CrossAttender), or drop them"
+        )
 
 
 def parse_wrapper_kwargs(kwargs: Mapping[str, Any], where: str, extra_valid: Iterable[str] = ()):

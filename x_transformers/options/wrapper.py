@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from .spec import option
@@ -35,3 +36,25 @@ class WrapperOptions:
     shift_mem_down: int = option(
         0, "enhanced recurrence: memories of layer n + s feed layer n", "2012.15688"
     )
+
+    def __post_init__(self):
+        for name in ("emb_dim", "logits_dim"):  # None is the default; 0 is not
+            value = getattr(self, name)
+            if value is not None:
+                check_size(value, name, minimum=1)
+        for name in ("num_memory_tokens", "max_mem_len", "shift_mem_down"):
+            check_size(getattr(self, name), name, minimum=0)
+        if not 0.0 <= self.emb_dropout < 1.0:
+            raise ValueError(f"'emb_dropout' must be in [0, 1), got {self.emb_dropout}")
+
+
+def check_size(value, name: str, minimum: int = 1) -> int:
+    """An int (not a bool, not a float) of at least ``minimum``: TypeError / ValueError naming
+    ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"'{name}' must be an int >= {minimum}, got {value!r} ({type(value).__name__})"
+        )
+    if value < minimum:
+        raise ValueError(f"'{name}' must be >= {minimum}, got {value}")
+    return int(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..options import parse_wrapper_kwargs
+from ..options.wrapper import check_size
 from .sequence import SequenceWrapper
 from .token import check_attn_layers
 
@@ -37,6 +38,10 @@ class ContinuousTransformerWrapper(SequenceWrapper):
     ):
         super().__init__()
         check_attn_layers(attn_layers, "ContinuousTransformerWrapper")
+        max_seq_len = check_size(max_seq_len, "max_seq_len")
+        for name, value in (("dim_in", dim_in), ("dim_out", dim_out)):
+            if value is not None:  # None: the stack's dim; 0 is not a default
+                check_size(value, name)
         options = parse_wrapper_kwargs(
             kwargs, "ContinuousTransformerWrapper", ("dim_in", "dim_out", "max_seq_len")
         )

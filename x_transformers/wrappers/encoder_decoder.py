@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..generation import AutoregressiveWrapper
 from ..generation.decode import eval_mode
+from ..generation.loop import check_num_new
 from ..layers import Decoder, Encoder
 from ..options import (
     layer_keyword_names,
@@ -54,6 +55,7 @@ def build_side(side: str, dim: int, causal: bool, keywords: dict) -> Transformer
         kwargs=layer_keywords,
         where="XTransformer",
         shown_prefix=side,
+        dim_context=stack_kwargs.get("dim_context"),
     )
     for required in ("num_tokens", "max_seq_len", "depth"):
         if required not in keywords:
@@ -153,7 +155,12 @@ class XTransformer(nn.Module):
     ) -> Tensor:
         """Encode ``seq_in`` once, then sample ``seq_len`` target tokens after ``seq_out_start``
         (keywords as for :meth:`AutoregressiveWrapper.generate`). Encoder and decoder run in
-        eval mode; the train / eval mode is restored afterwards, also on an error."""
+        eval mode; the train / eval mode is restored afterwards, also on an error.
+        ``seq_len=0`` gives an empty (b, 0) result; a negative one raises ``ValueError``."""
+        check_num_new(seq_len)
+        if not isinstance(seq_in, Tensor) or seq_in.ndim != 2 or seq_in.shape[1] < 1:
+            shape = tuple(seq_in.shape) if isinstance(seq_in, Tensor) else type(seq_in).__name__
+            raise ValueError(f"seq_in must have shape (batch, len >= 1), got {shape}")
         with eval_mode(self):
             context, context_mask = self.encode(seq_in, mask, attn_mask, src_prepend_embeds)
             return self.decoder.generate(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 
+import torch
 from torch import Tensor, nn
 
 from ..generation.interface import DecodingSpec
@@ -91,12 +92,32 @@ class SequenceWrapper(nn.Module, metaclass=ABCMeta):
         check_mask(x, mask, "mask")
         record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
         cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
-        h, mask = self.stem(
-            self.embed(x), mask, prepend_embeds, offset=sequence_offset(cache, seq_start_pos)
-        )
+        offset = sequence_offset(cache, seq_start_pos)
+        check_learned_positions(self.stem.pos_emb, offset, x.shape[1])
+        h, mask = self.stem(self.embed(x), mask, prepend_embeds, offset=offset)
         past = {"mems": mems, "return_mems": return_mems, "cache": cache}
         h, intermediates = run_layers(
             self, h, mask, x.shape[1], return_attn=return_attn, **past, **layer_inputs
         )
         out = h if return_embeddings else self.head(h)
         return package_outputs(out, intermediates, return_intermediates, return_attn, return_mems)
+
+
+def check_learned_positions(pos_emb, offset, seq_len: int) -> None:
+    """A tensor ``offset`` (static cache, left-padded rows) past the learned absolute positions
+    gets the same clear error as an int one, not an index error: checked on CPU, asserted on
+    the device elsewhere (no host sync), skipped while compiling."""
+    max_seq_len = getattr(pos_emb, "max_seq_len", None)
+    if max_seq_len is None or not isinstance(offset, Tensor) or torch.compiler.is_compiling():
+        return
+    end = offset.max() + seq_len
+    message = (
+        f"sequence longer than max_seq_len={max_seq_len} of the learned absolute positions "
+        "(cached decoding went past it); shorten it, raise max_seq_len, or use a relative "
+        "scheme (e.g. rotary_pos_emb, alibi_pos_bias) with use_abs_pos_emb=False"
+    )
+    if end.device.type != "cpu":
+        torch._assert_async(end <= max_seq_len, message)
+        return
+    if int(end) > max_seq_len:
+        raise ValueError(f"{message}; got length {int(end)}")

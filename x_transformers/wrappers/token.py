@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..layers import AttentionLayers
 from ..options import parse_wrapper_kwargs
+from ..options.wrapper import check_size
 from .sequence import SequenceWrapper
 from .stem import init_token_embedding
 
@@ -58,6 +59,8 @@ class TransformerWrapper(SequenceWrapper):
     def __init__(self, *, num_tokens: int, max_seq_len: int, attn_layers, **kwargs):
         super().__init__()
         check_attn_layers(attn_layers, "TransformerWrapper")
+        num_tokens = check_size(num_tokens, "num_tokens")
+        max_seq_len = check_size(max_seq_len, "max_seq_len")
         options = parse_wrapper_kwargs(kwargs, "TransformerWrapper", ("num_tokens", "max_seq_len"))
         self.options = options
         self.num_tokens = num_tokens

@@ -12,6 +12,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..layers import AttentionLayers
+from ..options.wrapper import check_size
 from .stem import package_outputs
 from .token import check_attn_layers
 
@@ -42,6 +43,13 @@ class ViTransformerWrapper(nn.Module):
         check_attn_layers(attn_layers, "ViTransformerWrapper")
         if attn_layers.causal:
             raise ValueError("ViTransformerWrapper needs a non-causal stack (Encoder)")
+        for name, value in (("image_size", image_size), ("patch_size", patch_size)):
+            check_size(value, name)
+        check_size(channels, "channels")
+        if num_classes is not None:
+            check_size(num_classes, "num_classes")
+        if not 0.0 <= emb_dropout < 1.0:
+            raise ValueError(f"'emb_dropout' must be in [0, 1), got {emb_dropout}")
         if image_size % patch_size != 0:
             raise ValueError(
                 f"image_size={image_size} must be divisible by patch_size={patch_size}"
@@ -66,7 +74,15 @@ class ViTransformerWrapper(nn.Module):
         return_attn: bool = False,
     ):
         """img (b, c, image_size, image_size) -> logits (b, num_classes), or patch embeddings
-        (b, n, d) with ``return_embeddings=True`` or when there is no head."""
+        (b, n, d) with ``return_embeddings=True`` or when there is no head. Images must be
+        floating point (e.g. uint8 pixels scaled to [0, 1] first): integer images raise
+        ``TypeError`` rather than being converted with a guessed scale."""
+        if not isinstance(img, torch.Tensor) or not img.is_floating_point():
+            dtype = img.dtype if isinstance(img, torch.Tensor) else type(img).__name__
+            raise TypeError(
+                f"'img' must be a floating-point image tensor, got {dtype}; convert integer "
+                "pixels first, e.g. img.float() / 255"
+            )
         expected = (self.channels, self.image_size, self.image_size)
         if img.ndim != 4 or tuple(img.shape[1:]) != expected:
             raise ValueError(
