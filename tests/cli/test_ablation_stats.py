@@ -12,6 +12,7 @@ from x_transformers.cli.ablation.report import (
     bucket_means,
     extrapolation_tables,
     findings,
+    load_note,
 )
 from x_transformers.cli.ablation.stats import (
     mean_and_std,
@@ -128,17 +129,25 @@ def test_extrapolation_tables_from_hand_made_positions():
         return {
             "seq_len": 2,
             "multiples": [1, 4],
-            "bpb": {"1": sum(one) / 2, "4": sum(four) / 8},
+            "bpb": {"1": sum(one) / 8, "4": sum(four) / 8},
             "positions": {"1": one, "4": four},
         }
 
-    results = [
-        {"variant": "none", "seed": s, "extrapolation": extrapolation([3.0, 1.0], four)}
-        for s, four in ((0, [3.0, 1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]),)
-    ]
+    one = [3.0, 1.0, 1.0, 1.0, 1.0, 3.0, 2.0, 2.0]  # the same bytes with 2 bytes of context
+    four = [3.0, 1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+    results = [{"variant": "none", "seed": 0, "extrapolation": extrapolation(one, four)}]
     text = extrapolation_tables(results, ["none"], (1, 4))
     lines = text.splitlines()
     assert lines[0] == "| variant | 1× (2) | 4× (8) | 4× − 1× |"
-    assert lines[2] == "| none | 2.0000 | 2.0000 | +0.0000 |"
+    assert lines[2] == "| none | 1.7500 | 2.0000 | +0.2500 |"
     assert "| none | 2.0000 | 1.0000 | 2.0000 | 3.0000 |" in lines
     assert bucket_means([1.0, 2.0, 3.0, 4.0, 5.0], 2) == [1.5, 3.5, 5.0]
+
+
+def test_load_note_says_whether_throughput_compares_techniques(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    quiet = load_note([{"load_average": 1.5}, {"load_average": 0.5}, {}])
+    assert quiet.startswith("Load: the 1-minute load average at the end of the runs ranged from")
+    assert "0.5 to 1.5 on 2 cores" in quiet and "compares the techniques" in quiet
+    assert "reflects the machine's load" in load_note([{"load_average": 4.0}])
+    assert load_note([{}]) is None

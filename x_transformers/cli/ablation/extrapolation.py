@@ -33,21 +33,21 @@ def window_starts(num_tokens: int, length: int, count: int) -> list[int]:
 
 
 @torch.no_grad()
-def position_bits(net, tokens: Tensor, starts: list[int], length: int, batch_size: int, device):
-    """Mean bits per byte at each of the ``length`` positions of the windows at ``starts``
-    (position p predicts byte p + 1 of the window from the p + 1 bytes before it)."""
+def window_bits(net, tokens: Tensor, starts: list[int], length: int, batch_size: int, device):
+    """Bits of every prediction in the windows at ``starts``: a (windows, length) tensor whose
+    column p predicts byte p + 1 of the window from the p + 1 bytes before it."""
     was_training = net.training
     net.eval()
-    total = torch.zeros(length, dtype=torch.float64)
+    rows = []
     for i in range(0, len(starts), batch_size):
         chunk = torch.tensor(starts[i : i + batch_size])
         index = chunk[:, None] + torch.arange(length + 1)  # (b, n + 1)
         batch = tokens[index].long().to(device)
         logits = net(batch[:, :-1]).float()  # (b, n, v)
         losses = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")  # (b, n)
-        total += losses.sum(dim=0).double().cpu()
+        rows.append(losses.double().cpu() / LN2)
     net.train(was_training)
-    return (total / len(starts) / LN2).tolist()
+    return torch.cat(rows)
 
 
 def evaluate_extrapolation(
@@ -59,15 +59,23 @@ def evaluate_extrapolation(
     device,
     batch_size: int = 8,
 ) -> dict:
-    """``{"seq_len", "multiples", "bpb": {m: mean}, "positions": {m: [bits per position]}}`` of
-    ``net`` (a ``TransformerWrapper``) on ``count`` of the longest windows of ``tokens``."""
+    """Bits per byte of ``net`` (a ``TransformerWrapper``) on ``count`` of the longest windows of
+    ``tokens``, scored at each multiple of ``seq_len``::
+
+        {"seq_len", "multiples", "bpb": {m: mean}, "positions": {m: [bits per position]}}
+
+    ``positions[m][p]`` is the mean over windows of the bits of byte p + 1 of the longest window,
+    predicted with the context that multiple ``m`` gives it (its piece of ``m * seq_len`` bytes),
+    so ``positions[m][p] - positions[1][p]`` is what the longer context changed for the same
+    bytes (zero for the first ``seq_len`` positions, which have the same context everywhere)."""
     longest = multiples[-1] * seq_len
     starts = window_starts(len(tokens), longest, count)
     report = {"seq_len": seq_len, "multiples": list(multiples), "bpb": {}, "positions": {}}
     for multiple in multiples:
-        length = multiple * seq_len
-        pieces = [s + j * length for s in starts for j in range(multiples[-1] // multiple)]
-        bits = position_bits(net, tokens, pieces, length, batch_size, device)
-        report["bpb"][str(multiple)] = sum(bits) / len(bits)
-        report["positions"][str(multiple)] = bits
+        length, pieces_per_window = multiple * seq_len, multiples[-1] // multiple
+        pieces = [s + j * length for s in starts for j in range(pieces_per_window)]
+        bits = window_bits(net, tokens, pieces, length, batch_size, device)  # (w * k, length)
+        by_position = bits.reshape(len(starts), longest).mean(dim=0)  # pieces back in order
+        report["bpb"][str(multiple)] = float(by_position.mean())
+        report["positions"][str(multiple)] = by_position.tolist()
     return report

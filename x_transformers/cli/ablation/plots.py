@@ -110,38 +110,53 @@ def plot_differences(rows: Sequence[VariantSummary], base_name: str, path: Path)
     return _save(figure, plt, path)
 
 
+def _mean_buckets(runs, name: str, key: str, width: int, minus: str | None = None):
+    """Bucket means over seeds of ``positions[key]`` (minus ``positions[minus]``) of a variant."""
+    per_seed = []
+    for run in runs:
+        if run["variant"] == name:
+            positions = run["extrapolation"]["positions"]
+            bits = positions[key]
+            if minus is not None:
+                bits = [a - b for a, b in zip(bits, positions[minus])]
+            per_seed.append(bucket_means(bits, width))
+    return [sum(b) / len(b) for b in zip(*per_seed)]
+
+
 def plot_extrapolation(results, order: Sequence[str], base_name: str, path: Path) -> Path | None:
-    """Bits per byte against the position at the longest length, in buckets of a quarter of the
-    training length, mean over seeds; a dashed line marks the training length. The y axis leaves
-    out the first bucket, whose first bytes have almost no context."""
+    """Left: bits per byte against the position at the longest length. Right: the same bytes at
+    the longest length minus at 1x (below zero: the longer context helps; above: the model fails
+    past its training length). Buckets of a quarter of the training length, mean over seeds; a
+    dashed line marks the training length; the left y axis leaves out the first bucket, whose first
+    bytes have almost no context."""
     plt = _pyplot()
     runs = [r for r in results if r.get("extrapolation")]
     if plt is None or not runs:
         return None
     seq_len = runs[0]["extrapolation"]["seq_len"]
-    longest = str(runs[0]["extrapolation"]["multiples"][-1])
+    multiples = runs[0]["extrapolation"]["multiples"]
+    first, longest = str(multiples[0]), str(multiples[-1])
     width = max(1, seq_len // 4)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     shown = []
-    figure, axes = plt.subplots(figsize=(8, 5))
     for index, name in enumerate(order):
-        per_seed = [
-            bucket_means(r["extrapolation"]["positions"][longest], width)
-            for r in runs
-            if r["variant"] == name
-        ]
-        if not per_seed:
+        means = _mean_buckets(runs, name, longest, width)
+        if not means:
             continue
-        means = [sum(b) / len(b) for b in zip(*per_seed)]
         centres = [i * width + width / 2 for i in range(len(means))]
-        axes.plot(centres, means, label=name, **_style(index, name, base_name))
+        style = _style(index, name, base_name)
+        left.plot(centres, means, label=name, **style)
+        right.plot(centres, _mean_buckets(runs, name, longest, width, minus=first), **style)
         shown += means[1:]
     if shown:
         margin = 0.05 * (max(shown) - min(shown) or 1.0)
-        axes.set_ylim(min(shown) - margin, max(shown) + margin)
-    axes.axvline(seq_len, color="gray", linestyle="--", linewidth=1)
-    axes.text(seq_len, axes.get_ylim()[1], " training length", va="top", fontsize=8)
-    axes.set_xlabel("position in the window (bytes of context - 1)")
-    axes.set_ylabel("bits per byte (mean over seeds)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+        left.set_ylim(min(shown) - margin, max(shown) + margin)
+    right.axhline(0.0, color="black", linewidth=0.8)
+    for axes in (left, right):
+        axes.axvline(seq_len, color="gray", linestyle="--", linewidth=1)
+        axes.set_xlabel(f"position in the {longest}x window (the training length is {seq_len})")
+        axes.grid(alpha=0.3)
+    left.set_ylabel(f"bits per byte at {longest}x (mean over seeds)")
+    right.set_ylabel(f"same bytes: {longest}x minus {first}x context")
+    left.legend(fontsize=8)
     return _save(figure, plt, path)

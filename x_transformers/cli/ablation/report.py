@@ -82,6 +82,24 @@ def findings(rows: Sequence[VariantSummary], base_name: str) -> str:
     )
 
 
+def load_note(results: Sequence[dict[str, Any]]) -> str | None:
+    """How busy the machine was: throughput ratios only compare techniques on a quiet machine."""
+    loads = [r["load_average"] for r in results if r.get("load_average") is not None]
+    if not loads:
+        return None
+    cores = os.cpu_count() or 1
+    verdict = (
+        "other work shared the CPU, so the tokens/s column reflects the machine's load as much "
+        "as the techniques"
+        if max(loads) > cores
+        else "no more runnable work than cores, so the tokens/s column compares the techniques"
+    )
+    return (
+        f"Load: the 1-minute load average at the end of the runs ranged from {min(loads):.1f} "
+        f"to {max(loads):.1f} on {cores} cores: {verdict}."
+    )
+
+
 def data_order_check(results: Sequence[dict[str, Any]]) -> str:
     """Whether every variant of a seed drew the same first batch (a hash stored per run)."""
     hashes: dict[int, set[str]] = defaultdict(set)
@@ -137,7 +155,8 @@ def extrapolation_tables(results, order: Sequence[str], multiples: Sequence[int]
     names = [f"{i * seq_len}–{(i + 1) * seq_len - 1}" for i in range(buckets)]
     lines += [
         "",
-        f"Bits per byte by position at {last}× (buckets of the training length {seq_len}):",
+        f"Bits per byte by position in the {last}× windows (buckets of the training length "
+        f"{seq_len}; the first bucket has the same context at every length):",
         "",
         "| variant | " + " | ".join(names) + " |",
         "|---|" + "---:|" * buckets,
@@ -207,6 +226,7 @@ def write_report(
         "",
         legend(seeds),
         "",
+        *([load_note(results), ""] if load_note(results) else []),
         findings(rows, suite.base_name),
         "",
         data_order_check(results),

@@ -198,6 +198,8 @@ def summarize(run: PlannedRun) -> dict[str, Any]:
         "tokens_per_second": last["tokens"] / last["time"] if last["time"] else None,
         "train_seconds": last["time"],
         "first_batch_sha256": first_batch_hash(run.config),
+        # other work on the machine (1-minute load average at the end of the run)
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "config": run.config.to_dict(),
     }
 
