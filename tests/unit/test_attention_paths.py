@@ -122,7 +122,15 @@ def test_flash_errors_name_the_cross_attention_keywords():
     with pytest.raises(ValueError, match="'cross_attn_flash=True'.*'cross_residual_attn'"):
         CrossAttender(dim=16, depth=1, heads=2, cross_attn_flash=True, cross_residual_attn=True)
     # cross_attn_ options do not reach self-attention
-    Decoder(dim=16, depth=1, heads=2, attn_flash=True, cross_attn_sparse_topk=2)
+    Decoder(
+        dim=16,
+        depth=1,
+        heads=2,
+        attn_flash=True,
+        cross_attend=True,
+        cross_attn_flash=False,
+        cross_attn_sparse_topk=2,
+    )
 
 
 def test_flash_refuses_to_return_attention_maps():
