@@ -59,8 +59,8 @@ class BlockOptions:
     # pairs: the backward pass recomputes each block's inputs from its outputs
     reversible: bool = option(
         False,
-        "reversible residual layers: activation memory flat in depth",
-        "1707.04585, 2001.04451",
+        "reversible residual layers (RevNet, 1707.04585): activation memory flat in depth",
+        "2001.04451",
     )
     # torch.utils.checkpoint (non-reentrant) around every block: recompute in the backward pass
     checkpoint_blocks: bool = option(False, "activation checkpointing of every block", "1604.06174")
