@@ -312,3 +312,9 @@ def test_all_false_mask_gives_zero_loss_like_the_continuous_wrapper():
     target = x[:, 1:].masked_fill(~mask[:, 1:], -100)
     expected = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target)
     torch.testing.assert_close(loss, expected)
+
+
+def test_dim_context_without_cross_attention_is_refused():
+    with pytest.raises(ValueError, match="'dim_context' only acts on cross-attention"):
+        Decoder(dim=8, depth=1, dim_context=8)
+    Decoder(dim=8, depth=1, dim_context=8, cross_attend=True)  # fine with cross-attention

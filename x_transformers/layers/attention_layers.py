@@ -73,6 +73,7 @@ class AttentionLayers(nn.Module):
             causal=causal,
             cross_attend=cross_attend,
             only_cross=only_cross,
+            dim_context=dim_context,
             kwargs=kwargs,
             where=name,
         )

@@ -200,9 +200,10 @@ def _refuse_cross_keywords(groups: dict, dim_context, where: str, shown_prefix: 
     if dim_context is not None:
         shown.append(shown_prefix + "dim_context")
     if shown:
+        act, them = ("acts", "it") if len(shown) == 1 else ("act", "them")
         raise ValueError(
-            f"{where}: {', '.join(map(repr, shown))} only act on cross-attention; build the "
-            f"stack with {shown_prefix}cross_attend=True (or use CrossAttender), or drop them"
+            f"{where}: {', '.join(map(repr, shown))} only {act} on cross-attention; build the "
+            f"stack with {shown_prefix}cross_attend=True (or use CrossAttender), or drop {them}"
         )
 
 
