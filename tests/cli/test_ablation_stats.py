@@ -141,6 +141,9 @@ def test_extrapolation_tables_from_hand_made_positions():
     assert lines[0] == "| variant | 1× (2) | 4× (8) | 4× − 1× |"
     assert lines[2] == "| none | 1.7500 | 2.0000 | +0.2500 |"
     assert "| none | 2.0000 | 1.0000 | 2.0000 | 3.0000 |" in lines
+    # same bytes, 4x minus 1x context, buckets 2-3, 4-5, 6-7: 1.0 - 1.0, 2.0 - 2.0, 3.0 - 2.0
+    assert lines[-1] == "| none | +0.0000 | +0.0000 | +1.0000 |"
+    assert lines[-3] == "| variant | 2–3 | 4–5 | 6–7 |"
     assert bucket_means([1.0, 2.0, 3.0, 4.0, 5.0], 2) == [1.5, 3.5, 5.0]
 
 

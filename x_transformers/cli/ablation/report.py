@@ -165,6 +165,29 @@ def extrapolation_tables(results, order: Sequence[str], multiples: Sequence[int]
         per_seed = [bucket_means(e["positions"][last], seq_len) for e in runs[name].values()]
         cells = [_mean_std(*mean_and_std(b[i] for b in per_seed)) for i in range(buckets)]
         lines.append(f"| {name} | {' | '.join(cells)} |")
+    if buckets > 1:
+        lines += [
+            "",
+            f"The same bytes with {last}× minus {first}× context, by position bucket (past the "
+            f"first bucket the {first}× windows restart their context every "
+            f"{int(first) * seq_len} bytes; negative: the longer context helps):",
+            "",
+            "| variant | " + " | ".join(names[1:]) + " |",
+            "|---|" + "---:|" * (buckets - 1),
+        ]
+        for name in order:
+            seeds = runs[name]
+            longer = {s: bucket_means(e["positions"][last], seq_len) for s, e in seeds.items()}
+            shorter = {s: bucket_means(e["positions"][first], seq_len) for s, e in seeds.items()}
+            cells = [
+                _difference(
+                    paired_difference(
+                        {s: b[i] for s, b in longer.items()}, {s: b[i] for s, b in shorter.items()}
+                    )
+                )
+                for i in range(1, buckets)
+            ]
+            lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
