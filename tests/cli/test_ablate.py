@@ -118,6 +118,22 @@ def test_a_changed_suite_is_not_mixed_with_old_runs(cli, finished, text_file, tm
     assert "another configuration" in stderr and "train.steps: 12 there, now 14" in stderr
 
 
+def test_a_setting_added_later_with_its_default_keeps_finished_runs(
+    cli, finished, text_file, tmp_path
+):
+    """A stored run lacking a [train] key that the command line gained since (at its default)
+    is still the same run."""
+    out = tmp_path / "copy"
+    shutil.copytree(finished, out)
+    for path in (out / "runs").glob("*/seed-*/result.json"):
+        result = json.loads(path.read_text())
+        del result["config"]["train"]["sample_temperature"]
+        path.write_text(json.dumps(result))
+    code, stdout, stderr = ablate(cli, out, text_file, "--set", "train.keep_checkpoints=3")
+    assert code == 0, stderr
+    assert stdout.count("done before, skipped") == 4
+
+
 def test_every_variant_of_a_seed_trains_on_the_same_batches(cli, text_file, tmp_path, monkeypatch):
     """The batches the training loop actually draws, hashed: equal across variants for a seed,
     different between seeds, and equal to the hash each run records."""

@@ -29,6 +29,7 @@ from ..config import RunConfig
 from ..data import TrainBatches, open_corpus
 from ..errors import CLIError
 from ..metrics import METRICS_FILE, read_metrics
+from ..settings import DataSettings, TrainSettings
 from .extrapolation import evaluate_extrapolation
 from .suite import Suite
 
@@ -85,7 +86,13 @@ def plan_runs(suite: Suite, seeds: int, out: Path) -> list[PlannedRun]:
 
 
 def _normalised(config: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(config))
+    """JSON-equal form, with the default of every [train] / [data] key the dict lacks: a run
+    stored before the command line gained a setting was trained with its default."""
+    plain = json.loads(json.dumps(config))
+    for section, settings in (("train", TrainSettings), ("data", DataSettings)):
+        defaults = {f.name: f.default for f in dataclasses.fields(settings)}
+        plain[section] = {**json.loads(json.dumps(defaults)), **plain.get(section, {})}
+    return plain
 
 
 def _differences(stored: dict[str, Any], planned: dict[str, Any], shown: int = 3) -> str:
@@ -100,8 +107,8 @@ def _differences(stored: dict[str, Any], planned: dict[str, Any], shown: int = 3
 
 
 def _check_same_config(run: PlannedRun, stored: dict[str, Any], where: Path) -> None:
-    planned = _normalised(run.config.to_dict())
-    if _normalised(stored) != planned:
+    planned, stored = _normalised(run.config.to_dict()), _normalised(stored)
+    if stored != planned:
         raise CLIError(
             f"{where} was trained with another configuration "
             f"({_differences(stored, planned)}); choose another --out for a changed suite, "
