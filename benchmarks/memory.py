@@ -7,15 +7,19 @@ For every depth (default 2, 4, 8, 16) and every stack (``Decoder(...)``,
   memory on top of the model, its gradients and its optimizer state. On CPU: a fresh process
   (``multiprocessing`` spawn) builds the model, materialises gradients and AdamW state with one
   zero-gradient step, reads its current RSS (``VmRSS``), runs one training step and reads its
-  peak RSS (``VmHWM``); the figure is the difference. On CUDA: ``max_memory_allocated`` minus
-  ``memory_allocated`` before the step.
+  peak RSS (``VmHWM``); the figure is the difference. The child runs with
+  ``MALLOC_MMAP_THRESHOLD_=131072`` (unless set already): large blocks then go straight back to
+  the system when freed, so the figure follows the tensors alive at the peak instead of glibc's
+  heap retention, which otherwise adds 10-70 MiB of noise that grows with the number of
+  allocations (most for the reversible stack, whose backward allocates and frees per unit).
+  On CUDA: ``max_memory_allocated`` minus ``memory_allocated`` before the step.
 * **saved for backward**: bytes of the tensors autograd keeps for the backward pass, counted with
   ``torch.autograd.graph.saved_tensors_hooks`` (the parameters' own storage aside): exact and
   free of allocator noise.
 * **step time**: median over interleaved rounds (``common.time_interleaved``), and its ratio to
   the plain stack of the same depth (paired median).
 
-    nice python benchmarks/memory.py                 # defaults sized for a 2-core CPU (~2 min)
+    nice python benchmarks/memory.py                 # defaults sized for a 2-core CPU (~5 min)
     python benchmarks/memory.py --device cuda --dim 1024 --max-seq-len 2048 --depths 4 8 16 32
 """
 
@@ -32,6 +36,7 @@ from common import common_parser, describe, median, mib, paired_ratio, setup, ti
 
 from x_transformers import Decoder, TransformerWrapper
 
+MMAP_THRESHOLD = 131072  # bytes; see the module docstring
 VARIANTS = {
     "plain": {},
     "checkpointed": {"checkpoint_blocks": True},
@@ -103,7 +108,9 @@ def activation_peak(args, variant, depth, device):
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
     import multiprocessing as mp
+    import os
 
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))  # inherited by the child
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(activation_peak_child, (args, variant, depth))
 
