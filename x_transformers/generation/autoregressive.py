@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from ..attention.masks import combine_masks
 from ..layers.validation import check_mask
 from .beam_search import beam_search
-from .decode import DecodeSession, eval_mode, left_pad_prompts, open_session
+from .compiled import CompiledSteps, compile_blocker, generate_compiled, resolve_backend
+from .decode import DecodeSession, eval_mode, left_pad_prompts, open_session, warn_user
 from .interface import decoding_spec
 from .loop import check_eos_and_pad, check_num_new, make_sampler, sample_tokens
 
@@ -57,6 +58,8 @@ class AutoregressiveWrapper(nn.Module):
         self.net = net
         self.max_seq_len = spec.max_seq_len
         self.ignore_index, self.pad_value, self.mask_prob = ignore_index, pad_value, mask_prob
+        # generate(compile=True): compiled decode steps, reused across calls (not a submodule)
+        self.compiled_steps = CompiledSteps()
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_outputs: bool = False, **kwargs
@@ -95,6 +98,8 @@ class AutoregressiveWrapper(nn.Module):
         cache_kv: bool = True,
         prompt_lens: Tensor | None = None,
         cache_kind: str = "dynamic",
+        compile: bool | str = False,
+        generator: torch.Generator | None = None,
         **kwargs,
     ) -> Tensor:
         """Sample ``seq_len`` new tokens after ``prompts``; returns only the new tokens,
@@ -113,19 +118,75 @@ class AutoregressiveWrapper(nn.Module):
                 makes it recompute, with a warning naming the feature).
             cache_kind: ``'dynamic'`` (grows; slides past ``max_seq_len`` when positions are
                 relative) or ``'static'`` (preallocated; compile-friendly steps).
+            compile: decode every new token with one compiled step on a static cache
+                (``True``: the inductor backend; a string names another ``torch.compile``
+                backend); see :mod:`x_transformers.generation.compiled`. What cannot run
+                compiled decodes eagerly, with a warning naming the reason.
+            generator: the random generator of the sampling noise (same tokens compiled or not).
             **kwargs: forward keywords for every step (``context``, ``context_mask``, ...).
         """
-        sample = make_sampler(temperature, filter_logits_fn, filter_kwargs)
+        sample = make_sampler(temperature, filter_logits_fn, filter_kwargs, generator)
         seq_len = check_num_new(seq_len)
         check_eos_and_pad(eos_token, self.pad_value, None)
         prompt = left_pad_prompts(prompts, prompt_lens, self.pad_value)
         if seq_len == 0:
             return _empty(prompt)
-        session = self._session(prompt, seq_len, cache_kv, cache_kind, kwargs, "generate")
         with eval_mode(self.net):
+            if compile is not False and cache_kv:
+                out = self._generate_compiled(
+                    prompt,
+                    seq_len,
+                    compile,
+                    temperature,
+                    filter_logits_fn,
+                    filter_kwargs,
+                    eos_token,
+                    generator,
+                    kwargs,
+                )
+                if out is not None:
+                    return out[0] if prompt.unbatched else out
+            session = self._session(prompt, seq_len, cache_kv, cache_kind, kwargs, "generate")
             logits = session.prefill(prompt.tokens, prompt.mask, prompt.start_positions)
             out = sample_tokens(session, logits, seq_len, sample, eos_token, self.pad_value)
         return out[0] if prompt.unbatched else out
+
+    def _generate_compiled(
+        self,
+        prompt,
+        seq_len,
+        compile,
+        temperature,
+        filter_logits_fn,
+        filter_kwargs,
+        eos_token,
+        generator,
+        layer_inputs,
+    ) -> Tensor | None:
+        """The compiled decoding of :meth:`generate`, or None (with a warning) when it cannot
+        run compiled."""
+        backend = resolve_backend(compile)
+        spec = decoding_spec(self.net, "AutoregressiveWrapper")
+        blocker = compile_blocker(spec, prompt.tokens.shape[1], seq_len)
+        if blocker is not None:
+            warn_user(f"generate(compile=True) decodes eagerly: {blocker}")
+            return None
+        check_eos_and_pad(eos_token, self.pad_value, None)
+        return generate_compiled(
+            self.net,
+            self.compiled_steps,
+            spec,
+            prompt,
+            seq_len,
+            temperature=temperature,
+            filter_logits_fn=filter_logits_fn,
+            filter_kwargs=filter_kwargs,
+            eos_token=eos_token,
+            pad_value=self.pad_value,
+            generator=generator,
+            backend=backend,
+            layer_inputs=layer_inputs,
+        )
 
     @torch.no_grad()
     def beam_search(

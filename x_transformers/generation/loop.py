@@ -33,9 +33,10 @@ def make_sampler(
     temperature: float,
     filter_logits_fn: str | Callable[..., Tensor] | None,
     filter_kwargs: dict | None,
+    generator: torch.Generator | None = None,
 ) -> Sampler:
-    """(b, v) logits -> (b,) tokens with these settings; bad settings fail here, before the
-    model runs."""
+    """(b, v) logits -> (b,) tokens with these settings (noise from ``generator`` when given);
+    bad settings fail here, before the model runs."""
     resolve_filter(filter_logits_fn)
     check_temperature(temperature)
     return partial(
@@ -43,6 +44,7 @@ def make_sampler(
         temperature=temperature,
         filter_logits_fn=filter_logits_fn,
         filter_kwargs=filter_kwargs,
+        generator=generator,
     )
 
 

@@ -78,9 +78,11 @@ def sample_next_token(
     temperature: float = 1.0,
     filter_logits_fn: str | Callable[..., Tensor] | None = "top_k",
     filter_kwargs: dict | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """(b, v) logits -> (b,) token ids. ``temperature=0`` is greedy (argmax); otherwise the
-    filtered logits are sampled with the Gumbel-max trick (no host synchronisation)."""
+    filtered logits are sampled with the Gumbel-max trick (no host synchronisation), with noise
+    from ``generator`` when given."""
     if not temperature >= 0:  # also NaN
         raise ValueError(f"'temperature' must be a real number >= 0, got {temperature}")
     if temperature == 0:
@@ -88,5 +90,5 @@ def sample_next_token(
     filter_fn = resolve_filter(filter_logits_fn)
     if filter_fn is not None:
         logits = filter_fn(logits, **(filter_kwargs or {}))
-    noise = gumbel_noise(logits.shape, logits.device)
+    noise = gumbel_noise(logits.shape, logits.device, generator)
     return (logits.float() / temperature + noise).argmax(dim=-1)

@@ -1,0 +1,125 @@
+"""generate(compile=True): exactly the eager tokens, one compilation reused across steps and
+calls, the same samples for a seeded generator, and an eager fallback that says why."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from x_transformers import AutoregressiveWrapper, Decoder, TransformerWrapper, XTransformer
+
+pytestmark = pytest.mark.slow  # every configuration compiles a graph (seconds each)
+
+BACKEND = "aot_eager"  # dynamo's graph (breaks, guards, recompiles) does not depend on it
+NO_ABS = {"use_abs_pos_emb": False}
+
+CONFIGS = {
+    "absolute": ({}, {}),
+    "rotary": ({"rotary_pos_emb": True}, NO_ABS),
+    "alibi_gqa": ({"alibi_pos_bias": True, "attn_kv_heads": 2}, NO_ABS),
+    "t5_mem_kv": ({"rel_pos_bias": True, "attn_num_mem_kv": 2}, NO_ABS),
+    "memory_tokens_xpos": (
+        {"rotary_xpos": True, "rotary_xpos_scale_base": 8},
+        {**NO_ABS, "num_memory_tokens": 2},
+    ),
+    "stages": ({"attn_qk_rmsnorm": True, "add_value_residual": True, "attn_add_zero_kv": True}, {}),
+}
+
+
+def wrapper(layer_kwargs=None, wrapper_kwargs=None, **decoder_kwargs) -> AutoregressiveWrapper:
+    torch.manual_seed(0)
+    net = TransformerWrapper(
+        num_tokens=29,
+        max_seq_len=24,
+        attn_layers=Decoder(
+            dim=32, depth=2, heads=4, attn_dim_head=8, **(layer_kwargs or {}), **decoder_kwargs
+        ),
+        **(wrapper_kwargs or {}),
+    )
+    return AutoregressiveWrapper(net).eval()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_compiled_greedy_tokens_equal_eager(name):
+    model = wrapper(*CONFIGS[name])
+    prompts = [torch.randint(0, 29, (6,)), torch.randint(0, 29, (3,))]  # ragged
+    eager = model.generate(prompts, 8, temperature=0.0)
+    compiled = model.generate(prompts, 8, temperature=0.0, compile=BACKEND)
+    assert torch.equal(compiled, eager)
+
+
+def test_one_compilation_across_steps_and_calls():
+    model = wrapper()
+    prompt = torch.randint(0, 29, (2, 5))
+    torch._dynamo.reset()
+    counters.clear()
+    first = model.generate(prompt, 10, temperature=0.0, compile=BACKEND)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs == 1
+    other_prompt = torch.randint(0, 29, (2, 5))
+    second = model.generate(other_prompt, 10, temperature=0.0, compile=BACKEND)
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled again
+    assert len(model.compiled_steps) == 1
+    assert torch.equal(first, model.generate(prompt, 10, temperature=0.0))
+    assert torch.equal(second, model.generate(other_prompt, 10, temperature=0.0))
+
+
+@pytest.mark.parametrize("filter_name", ["top_k", "top_p", "min_p"])
+def test_a_seeded_generator_draws_the_same_samples_compiled_or_not(filter_name):
+    model = wrapper()
+    prompt = torch.randint(0, 29, (3, 4))
+
+    def sample(**compile):
+        generator = torch.Generator().manual_seed(7)
+        return model.generate(
+            prompt, 9, temperature=0.8, filter_logits_fn=filter_name, generator=generator, **compile
+        )
+
+    eager = sample()
+    assert torch.equal(sample(compile=BACKEND), eager)
+    assert not torch.equal(eager, model.generate(prompt, 9, temperature=0.8))  # it is random
+
+
+def test_eos_stops_rows_and_pads_like_eager():
+    model = wrapper()
+    prompt = torch.randint(0, 29, (2, 4))
+    eos = int(model.generate(prompt, 3, temperature=0.0)[0, 1])
+    eager = model.generate(prompt, 20, temperature=0.0, eos_token=eos)
+    compiled = model.generate(prompt, 20, temperature=0.0, eos_token=eos, compile=BACKEND)
+    assert torch.equal(compiled, eager)
+
+
+def test_features_without_a_cache_fall_back_to_eager_with_a_warning():
+    model = wrapper(shift_tokens=1)
+    prompt = torch.randint(0, 29, (1, 4))
+    with pytest.warns(UserWarning, match="compile=True.*'shift_tokens'"):
+        compiled = model.generate(prompt, 5, temperature=0.0, compile=BACKEND)
+    assert torch.equal(compiled, model.generate(prompt, 5, temperature=0.0))
+    with pytest.warns(UserWarning, match="exceed max_seq_len=24"):
+        wrapper().generate(prompt, 30, temperature=0.0, compile=BACKEND)
+
+
+def test_encoder_decoder_generation_compiles_with_cached_context():
+    torch.manual_seed(0)
+    model = XTransformer(
+        dim=32, enc_num_tokens=17, enc_depth=1, enc_heads=2, enc_max_seq_len=12,
+        dec_num_tokens=19, dec_depth=2, dec_heads=2, dec_max_seq_len=16,
+    ).eval()  # fmt: skip
+    src, start = torch.randint(0, 17, (2, 7)), torch.randint(0, 19, (2, 1))
+    eager = model.generate(src, start, 9, temperature=0.0)
+    assert torch.equal(model.generate(src, start, 9, temperature=0.0, compile=BACKEND), eager)
+
+
+def test_compile_takes_a_bool_or_a_backend_name():
+    with pytest.raises(TypeError, match="'compile' must be a bool or a torch.compile backend"):
+        wrapper().generate(torch.randint(0, 29, (1, 3)), 2, compile=1)
+
+
+def test_the_default_backend_gives_the_eager_tokens():
+    model = wrapper(*CONFIGS["rotary"])
+    prompt = torch.randint(0, 29, (2, 5))
+    assert torch.equal(
+        model.generate(prompt, 6, temperature=0.0, compile=True),
+        model.generate(prompt, 6, temperature=0.0),
+    )
