@@ -52,7 +52,8 @@ def gradients(stack, x, run, seed=5):
     stack.zero_grad()
     torch.manual_seed(seed)
     out = run(stack, x)
-    (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device)
+    (out * weights.view_as(out)).sum().backward()
     return out.detach(), [x.grad, *(p.grad for p in stack.parameters())]
 
 
@@ -99,6 +100,17 @@ def test_gradients_equal_plain_autograd_of_the_formula(dropout):
     if dropout:  # the dropout really is active: another seed gives another output
         other, _ = gradients(stack, x, lambda s, h: s(h), seed=6)
         assert not torch.allclose(out, other)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dropout_is_replayed_on_cuda():
+    """The CUDA RNG state is saved and restored per F and G."""
+    stack = stack_of(depth=3, attn_dropout=0.3, ff_dropout=0.3).cuda().train()
+    x = inputs().cuda()
+    out, grads = gradients(stack, x, lambda s, h: s(h))
+    expected_out, expected = gradients(stack, x, coupling_formula)
+    torch.testing.assert_close(out, expected_out, rtol=1e-10, atol=1e-10)
+    assert_all_close(grads, expected)
 
 
 def autograd_through_the_coupling(monkeypatch):
