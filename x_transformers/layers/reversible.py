@@ -111,7 +111,8 @@ def differentiable_tensors(value) -> list[Tensor]:
 
 
 class Coupling:
-    """The F and G of every unit, with the RNG states and block skips of one forward."""
+    """The F and G of every unit (the RevNet coupling, 1707.04585), with the RNG states, block
+    skips and autocast state of one forward."""
 
     def __init__(self, stack, prepared, skips: list[bool]):
         self.stack, self.prepared, self.skips = stack, prepared, skips
