@@ -6,8 +6,13 @@ A residual module takes ``(branch_out, residual)`` and returns the new stream:
 - :class:`ScaledResidual`: ``branch_out + alpha * residual`` with a constant alpha (DeepNet,
   2203.00555);
 - :class:`LearnedResidualScale`: ``branch_out + lambda * residual`` with a learned per-feature
-  lambda, initialised to one (NormFormer, 2110.09456);
-- :class:`GRUGatedResidual`: the GRU-type gate of GTrXL (1910.06764).
+  lambda, initialised to one (NormFormer, 2110.09456); with DeepNet as well,
+  ``branch_out + alpha * lambda * residual`` (the constant multiplies the learned scale);
+- :class:`GRUGatedResidual`: the GRU-type gate of GTrXL (1910.06764); with NormFormer's scale
+  as well, the gate takes the scaled stream ``lambda * residual`` in place of ``residual``.
+
+DeepNet with the GRU gate is refused (``options/blocks.py``): DeepNet's alpha and beta are
+derived for the additive update ``alpha * x + f(x)``, which the gate replaces.
 
 A branch scale multiplies the branch output before it joins the stream:
 
@@ -44,15 +49,20 @@ class ScaledResidual(nn.Module):
 
 
 class LearnedResidualScale(nn.Module):
-    """``branch_out + lambda * residual``, lambda a learned (dim,) vector of ones at init
-    (NormFormer's ResScale, 2110.09456)."""
+    """``branch_out + alpha * lambda * residual``, lambda a learned (dim,) vector of ones at
+    init (NormFormer's ResScale, 2110.09456) and alpha a constant: 1, or DeepNet's alpha
+    (2203.00555) when both are on, so the block starts exactly as DeepNet's."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, alpha: float = 1.0):
         super().__init__()
+        self.alpha = alpha
         self.residual_scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, branch_out: Tensor, residual: Tensor) -> Tensor:
-        return branch_out + self.residual_scale * residual
+        return branch_out + (self.alpha * self.residual_scale) * residual
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:.4f}"
 
 
 class GRUGatedResidual(nn.Module):
@@ -66,17 +76,22 @@ class GRUGatedResidual(nn.Module):
         out = (1 - z) * x + z * h
 
     ``b_g`` is a learned per-feature bias initialised to ``gate_bias`` (2 in the paper), so that
-    ``z`` starts small and the block starts close to the identity.
+    ``z`` starts small and the block starts close to the identity. With ``scale_residual=True``
+    the gate takes ``x = lambda * residual``, lambda NormFormer's learned per-feature scale
+    (2110.09456, ones at init), in every equation.
     """
 
-    def __init__(self, dim: int, gate_bias: float = 2.0):
+    def __init__(self, dim: int, gate_bias: float = 2.0, scale_residual: bool = False):
         super().__init__()
         self.from_branch = nn.Linear(dim, 3 * dim, bias=False)  # W_r, W_z, W_g
         self.from_residual = nn.Linear(dim, 2 * dim, bias=False)  # U_r, U_z
         self.candidate_from_residual = nn.Linear(dim, dim, bias=False)  # U_g
         self.gate_bias = nn.Parameter(torch.full((dim,), float(gate_bias)))
+        self.residual_scale = nn.Parameter(torch.ones(dim)) if scale_residual else None
 
     def forward(self, branch_out: Tensor, residual: Tensor) -> Tensor:
+        if self.residual_scale is not None:
+            residual = self.residual_scale * residual
         reset_y, update_y, candidate_y = self.from_branch(branch_out).chunk(3, dim=-1)
         reset_x, update_x = self.from_residual(residual).chunk(2, dim=-1)
         reset = torch.sigmoid(reset_y + reset_x)

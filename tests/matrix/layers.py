@@ -24,6 +24,10 @@ CASES = [
     case("scale_residual", scale_residual=True),
     case("gate_residual", gate_residual=True),
     case("gate_residual_post_norm", gate_residual=True, pre_norm=False),
+    # they compose (issue 13, item 12): the gate takes the scaled stream, DeepNet's alpha
+    # multiplies the learned scale
+    case("gate_scale_residual", gate_residual=True, scale_residual=True),
+    case("deepnorm_scale_residual", deepnorm=True, scale_residual=True),
     # --- feedforward -------------------------------------------------------------------------
     case("ff_glu", ff_glu=True),
     case("ff_swiglu", ff_glu=True, ff_swish=True),

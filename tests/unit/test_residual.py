@@ -80,18 +80,64 @@ def test_gate_residual_composes_with_post_norm():
     torch.testing.assert_close(block(x)[0], expected)
 
 
+def test_deepnorm_alpha_multiplies_the_learned_scale():
+    module = LearnedResidualScale(4, alpha=1.5).double()
+    y, x = randn(2, 3, 4, seed=1), randn(2, 3, 4, seed=2)
+    torch.testing.assert_close(module(y, x), y + 1.5 * x)
+    with torch.no_grad():
+        module.residual_scale.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    torch.testing.assert_close(module(y, x), y + 1.5 * torch.tensor([0.0, 1.0, 2.0, 3.0]) * x)
+
+
+def test_deepnorm_with_scale_residual_starts_as_deepnorm_and_learns_the_scale():
+    def stack(**kwargs):
+        torch.manual_seed(0)
+        return Encoder(dim=16, depth=3, heads=2, deepnorm=True, **kwargs).double()
+
+    plain, scaled = stack(), stack(scale_residual=True)
+    for block, reference in zip(scaled.blocks, plain.blocks):
+        assert isinstance(block.residual, LearnedResidualScale)
+        assert block.residual.alpha == reference.residual.alpha == (2 * 3) ** 0.25
+    x = randn(1, 5, 16)
+    torch.testing.assert_close(scaled(x), plain(x))
+    scaled(x).pow(2).sum().backward()
+    assert all(b.residual.residual_scale.grad.abs().sum() > 0 for b in scaled.blocks)
+
+
+def test_gru_gate_takes_the_learned_scaled_residual():
+    dim = 6
+    gate = GRUGatedResidual(dim, scale_residual=True).double()
+    for p in gate.parameters():
+        nn.init.normal_(p, std=0.5)
+    reference = GRUGatedResidual(dim).double()
+    reference.load_state_dict({k: v for k, v in gate.state_dict().items() if k != "residual_scale"})
+    y, x = randn(2, 3, dim, seed=1), randn(2, 3, dim, seed=2)
+    torch.testing.assert_close(gate(y, x), reference(y, gate.residual_scale * x))
+    assert not torch.allclose(gate(y, x), reference(y, x))
+
+
+def test_gate_with_scale_residual_starts_as_the_gate_alone():
+    def stack(**kwargs):
+        torch.manual_seed(0)
+        return Decoder(dim=16, depth=2, heads=2, gate_residual=True, **kwargs).double()
+
+    plain, scaled = stack(), stack(scale_residual=True)
+    assert all(b.residual.residual_scale is not None for b in scaled.blocks)
+    x = randn(1, 5, 16)
+    torch.testing.assert_close(scaled(x), plain(x))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"deepnorm": True, "scale_residual": True},
         {"deepnorm": True, "gate_residual": True},
-        {"scale_residual": True, "gate_residual": True},
+        {"deepnorm": True, "gate_residual": True, "scale_residual": True},
     ],
 )
-def test_two_residual_replacements_are_refused(kwargs):
-    with pytest.raises(ValueError) as error:
+def test_deepnorm_with_the_gate_is_refused(kwargs):
+    with pytest.raises(ValueError, match="derived for the additive residual") as error:
         Encoder(dim=16, depth=1, **kwargs)
-    assert all(f"'{name}'" in str(error.value) for name in kwargs)
+    assert "'deepnorm'" in str(error.value) and "'gate_residual'" in str(error.value)
 
 
 # --- ReZero with open gates keeps the stack's properties ---------------------------------------

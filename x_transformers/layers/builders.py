@@ -127,13 +127,15 @@ def build_branch_dropout(kind: str, config: LayerConfig) -> nn.Module | None:
 def build_residual(
     dim: int, blocks: BlockOptions, deepnorm: DeepNormConstants | None
 ) -> nn.Module | None:
-    """DeepNorm's alpha, NormFormer's learned scale or GTrXL's gate; ``None``: plain addition."""
+    """DeepNorm's alpha, NormFormer's learned scale or GTrXL's gate; ``None``: plain addition.
+    They compose: the gate takes the learned-scaled stream, and DeepNorm's alpha multiplies the
+    learned scale (DeepNorm with the gate is refused by the options)."""
+    if blocks.gate_residual:
+        return GRUGatedResidual(dim, scale_residual=blocks.scale_residual)
+    if blocks.scale_residual:
+        return LearnedResidualScale(dim, alpha=1.0 if deepnorm is None else deepnorm.alpha)
     if deepnorm is not None:
         return ScaledResidual(deepnorm.alpha)
-    if blocks.scale_residual:
-        return LearnedResidualScale(dim)
-    if blocks.gate_residual:
-        return GRUGatedResidual(dim)
     return None
 
 

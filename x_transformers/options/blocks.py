@@ -114,9 +114,13 @@ def _check_norms(o: BlockOptions) -> None:
 
 
 def _check_residuals(o: BlockOptions) -> None:
+    """The residual keywords compose (the GRU gate takes the learned-scaled stream; DeepNet's
+    alpha multiplies the learned scale) except DeepNet with the gate: DeepNet's alpha and beta
+    are derived for the additive update alpha * x + f(x), which the gate replaces."""
     _refuse_together(
-        _active(o, "deepnorm", "scale_residual", "gate_residual"),
-        "each replaces the residual connection",
+        _active(o, "deepnorm", "gate_residual"),
+        "DeepNet's constants are derived for the additive residual alpha * x + f(x), which the "
+        "GRU gate replaces",
     )
 
 
