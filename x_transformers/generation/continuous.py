@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..finite_inputs import zero_masked_and_check_finite
 from ..layers.validation import check_mask
 from .decode import eval_mode, open_session
 from .interface import decoding_spec
@@ -34,6 +35,7 @@ class ContinuousAutoregressiveWrapper(nn.Module):
                 f"need vectors of shape (batch, seq_len >= 2, dim), got {tuple(x.shape)}"
             )
         check_mask(x, mask, "mask")
+        x = zero_masked_and_check_finite(x, mask, "x")  # a NaN padded target is no NaN loss
         inp, target = x[:, :-1], x[:, 1:]
         out = self.net(inp, mask=None if mask is None else mask[:, :-1], **kwargs)
         loss = self.loss_fn(out, target, reduction="none")

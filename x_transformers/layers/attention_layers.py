@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..attention import ForwardState
 from ..attention.masks import combine_masks, full_to_attention_mask, key_padding_to_attention_mask
+from ..finite_inputs import zero_masked
 from ..options import parse_layer_kwargs
 from ..positional import Positions, build_positions
 from .builders import build_blocks, build_final_norm
@@ -134,6 +135,7 @@ class AttentionLayers(nn.Module):
         check_mask(x, mask, "mask")
         check_attn_mask(x, attn_mask)
         check_context(self, x, context, context_mask)
+        context = zero_masked(context, context_mask)  # never in a product: 0 * nan = nan
         memory_length = check_memories(mems, x, self.layer_kinds.count(SELF_ATTENTION), cache)
         check_cache(self, cache, attn_mask)
         state = ForwardState()

@@ -17,6 +17,7 @@ from abc import ABCMeta, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from ..finite_inputs import zero_masked_and_check_finite
 from ..generation.interface import DecodingSpec
 from ..generation.kv_cache import resolve_cache, sequence_offset
 from ..layers.validation import check_mask
@@ -87,9 +88,12 @@ class SequenceWrapper(nn.Module, metaclass=ABCMeta):
         ``mems=`` to the next segment; ``return_intermediates=True`` gives ``(out,
         intermediates)``, which also serve as a KV cache: ``model(x_next, cache=intermediates)``
         continues with only the new positions. ``seq_start_pos`` (b,) is each row's first real
-        position in a left-padded batch (absolute positions start there)."""
+        position in a left-padded batch (absolute positions start there). Real-valued inputs
+        are zeroed where ``mask`` is False and must be finite where it is True (``ValueError``;
+        an asynchronous device assertion off the CPU)."""
         self.check_inputs(x)
         check_mask(x, mask, "mask")
+        x = zero_masked_and_check_finite(x, mask, "x")  # real-valued inputs; token ids pass
         record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
         cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
         offset = sequence_offset(cache, seq_start_pos)
