@@ -135,8 +135,9 @@ def test_value_residual_carries_the_first_layers_values_to_layer_three():
         third_attention.register_forward_hook(lambda m, a, out: captured.update(out=out[0]))
         stack(torch.randn(2, 5, 16))
         captured["out"].sum().backward()
-        grad = first.proj.to_kv.weight.grad
-        return None if grad is None else grad[first.shapes.k_width :]  # the value rows
+        grad = first.proj.to_qkv.weight.grad
+        value_rows = sum(first.proj.widths[:2])
+        return None if grad is None else grad[value_rows:]
 
     grad = value_weight_grad(True)
     assert grad is not None and grad.abs().sum() > 0
@@ -253,3 +254,25 @@ def test_top_k_breaks_exact_ties_towards_the_earliest_keys():
         True,
         False,
     ]
+
+
+def test_the_fused_projection_loads_a_split_layout_state_dict():
+    """Self-attention fuses q/k/v into one linear; a state dict of the split layout (to_q, to_kv)
+    loads into it and gives identical outputs; cross-attention keeps the split layout."""
+    torch.manual_seed(0)
+    fused = Attention(16, 2, AttentionOptions(dim_head=4, qkv_bias=True)).double()
+    split = Attention(16, 2, AttentionOptions(dim_head=4, qkv_bias=True), dim_context=16)
+    split = split.double()
+    assert fused.proj.fused and not split.proj.fused
+    with torch.no_grad():
+        for parameter in split.parameters():
+            parameter.normal_()
+    fused.load_state_dict(split.state_dict())
+    x = torch.randn(2, 5, 16, dtype=F64)
+    torch.testing.assert_close(fused(x)[0], split(x)[0], rtol=0, atol=1e-12)
+    assert (
+        "proj.to_qkv.weight" in fused.state_dict() and "proj.to_q.weight" not in fused.state_dict()
+    )
+    # the split-layout names still read (as row views) on the fused module
+    torch.testing.assert_close(fused.proj.to_q.weight, split.proj.to_q.weight)
+    torch.testing.assert_close(fused.proj.to_kv.bias, split.proj.to_kv.bias)

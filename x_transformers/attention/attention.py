@@ -79,6 +79,7 @@ class Attention(nn.Module):
             qkv_bias=options.qkv_bias,
             out_bias=options.out_bias,
             to_out=AttentionOnAttention(shapes.out_width, dim) if options.on_attn else None,
+            fuse_qkv=dim_context is None,  # self-attention: one product for q, k and v
         )
         # --- query / key transforms ----------------------------------------------------------
         self.collab_heads = CollaborativeHeads(shapes) if options.collab_heads else None
@@ -124,9 +125,7 @@ class Attention(nn.Module):
             kv_input = cache.pending(kv_input)
         # position-infused attention: sinusoids on the query / key inputs, never on the values
         q_input, k_input = (x, kv_input) if positions is None else positions.infuse(x, kv_input)
-        q, k, v = split_heads(
-            self.proj.queries(q_input), self.proj.keys_values(k_input, kv_input), self.shapes
-        )
+        q, k, v = split_heads(*self.proj.project(q_input, k_input, kv_input), self.shapes)
         # per-head query / key transforms
         if self.collab_heads is not None:
             q, k = self.collab_heads(q, k)

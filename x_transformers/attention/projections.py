@@ -1,9 +1,12 @@
 """The query, key, value and output projections of one attention block, with their bias flags.
 
-Keys and values share one fused ``(k_width + v_width, dim_context)`` linear, so the usual case
-(keys and values computed from the same input) is one matrix product. When their inputs differ
-(position-infused attention adds positions to the key input only) the fused weight *and* bias
-are split, so both paths compute the same function.
+Self-attention (``fuse_qkv=True``) keeps queries, keys and values in one fused
+``(q_width + k_width + v_width, dim)`` linear, ``to_qkv``, so a block whose three inputs are the
+same tensor does one matrix product; cross-attention keeps ``to_q`` and a fused ``to_kv``. When
+the inputs differ (position-infused attention adds positions to the query / key inputs only,
+Transformer-XL memories join the keys and values) the fused weight *and* bias are split by rows,
+so every path computes the same function. A state dict in the split layout (``to_q`` +
+``to_kv``) loads into the fused one.
 
 Code that needs to set or re-initialise the projections by what they are (DeepNorm's gains,
 checkpoint converters) goes through :meth:`AttentionProjections.role_parameters`, which names
@@ -16,6 +19,7 @@ Shape letters: b batch, i queries, j keys.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,12 +32,14 @@ ROLES = ("q", "k", "v", "out")
 
 class AttentionProjections(nn.Module):
     """``to_q``: dim -> q_width; ``to_kv``: dim_context -> k_width + v_width (rows [keys;
-    values]); ``to_out``: out_width -> dim, or the given output module (attention on attention).
+    values]), or both fused in ``to_qkv`` (rows [queries; keys; values]); ``to_out``:
+    out_width -> dim, or the given output module (attention on attention).
 
     Args:
         qkv_bias: a bias on the query, key and value projections (GPT-2, BERT, ViT).
         out_bias: a bias on the output projection.
         to_out: replaces the output linear (it must be an ``nn.Linear`` or contain them).
+        fuse_qkv: one linear for queries, keys and values (self-attention: dim_context == dim).
     """
 
     def __init__(
@@ -45,22 +51,57 @@ class AttentionProjections(nn.Module):
         qkv_bias: bool = False,
         out_bias: bool = False,
         to_out: nn.Module | None = None,
+        fuse_qkv: bool = False,
     ):
         super().__init__()
-        self.k_width, self.v_width = shapes.k_width, shapes.v_width
-        self.to_q = nn.Linear(dim, shapes.q_width, bias=qkv_bias)
-        self.to_kv = nn.Linear(dim_context, shapes.k_width + shapes.v_width, bias=qkv_bias)
+        if fuse_qkv and dim_context != dim:
+            raise ValueError(
+                f"a fused q/k/v projection needs dim_context == dim, got {dim_context}"
+            )
+        self.widths = (shapes.q_width, shapes.k_width, shapes.v_width)
+        self.fused = fuse_qkv
+        if fuse_qkv:
+            self.to_qkv = nn.Linear(dim, sum(self.widths), bias=qkv_bias)
+        else:
+            self.to_q = nn.Linear(dim, shapes.q_width, bias=qkv_bias)
+            self.to_kv = nn.Linear(dim_context, shapes.k_width + shapes.v_width, bias=qkv_bias)
         self.to_out = nn.Linear(shapes.out_width, dim, bias=out_bias) if to_out is None else to_out
+        self._register_load_state_dict_pre_hook(_fuse_split_layout, with_module=True)
+
+    def __getattr__(self, name: str):
+        """With a fused projection, ``to_q`` and ``to_kv`` are :class:`SplitView` row views of
+        ``to_qkv`` (``.weight``, ``.bias``), for code written against the split layout."""
+        if name in ("to_q", "to_kv") and "to_qkv" in self._modules:
+            (w_q, b_q), (w_k, b_k), (w_v, b_v) = self._split()
+            if name == "to_q":
+                return SplitView(w_q, b_q)
+            rows = slice(self.widths[0], None)
+            return SplitView(
+                self.to_qkv.weight[rows], _cat(b_k, b_v) if b_k is None else self.to_qkv.bias[rows]
+            )
+        return super().__getattr__(name)
+
+    def project(self, q_input: Tensor, k_input: Tensor, v_input: Tensor) -> tuple[Tensor, Tensor]:
+        """Queries (b, i, q_width) and keys + values (b, j, k_width + v_width) of their inputs;
+        one matrix product when the projection is fused and the three inputs are one tensor."""
+        if self.fused and q_input is k_input and k_input is v_input:
+            return self.to_qkv(q_input).split((self.widths[0], sum(self.widths[1:])), dim=-1)
+        return self.queries(q_input), self.keys_values(k_input, v_input)
 
     def queries(self, x: Tensor) -> Tensor:
         """(b, i, dim) -> (b, i, q_width)."""
-        return self.to_q(x)
+        if not self.fused:
+            return self.to_q(x)
+        (w_q, b_q), _, _ = self._split()
+        return F.linear(x, w_q, b_q)
 
     def keys_values(self, k_input: Tensor, v_input: Tensor) -> Tensor:
         """(b, j, k_width + v_width) keys and values of their inputs (the same tensor, or two)."""
-        if k_input is v_input:
+        if k_input is v_input and not self.fused:
             return self.to_kv(v_input)
-        (w_k, b_k), (w_v, b_v) = self._split_kv()
+        _, (w_k, b_k), (w_v, b_v) = self._split()
+        if k_input is v_input:
+            return F.linear(v_input, torch.cat((w_k, w_v)), _cat(b_k, b_v))
         return torch.cat((F.linear(k_input, w_k, b_k), F.linear(v_input, w_v, b_v)), dim=-1)
 
     def output(self, out: Tensor) -> Tensor:
@@ -72,10 +113,10 @@ class AttentionProjections(nn.Module):
         key/value linear, so writing into them (under ``torch.no_grad()``) sets the model's
         parameters. ``out`` is the output linear (the whole GLU linear for attention on
         attention)."""
-        (w_k, b_k), (w_v, b_v) = self._split_kv()
+        (w_q, b_q), (w_k, b_k), (w_v, b_v) = self._split()
         out = self.to_out
         return {
-            "q": (self.to_q.weight, self.to_q.bias),
+            "q": (w_q, b_q),
             "k": (w_k, b_k),
             "v": (w_v, b_v),
             "out": (out.weight, out.bias),
@@ -88,8 +129,36 @@ class AttentionProjections(nn.Module):
         for role, (weight, bias) in self.role_parameters().items():
             init(role, weight, bias)
 
-    def _split_kv(self):
-        weights = self.to_kv.weight.split((self.k_width, self.v_width))
-        bias = self.to_kv.bias
-        biases = (None, None) if bias is None else bias.split((self.k_width, self.v_width))
-        return tuple(zip(weights, biases))
+    def _split(self) -> tuple[tuple[Tensor, Tensor | None], ...]:
+        """(weight, bias) of the queries, keys and values: row views of the fused linear(s)."""
+        if self.fused:
+            return _split_rows(self.to_qkv, self.widths)
+        return (self.to_q.weight, self.to_q.bias), *_split_rows(self.to_kv, self.widths[1:])
+
+
+@dataclass(frozen=True)
+class SplitView:
+    """Writable row views of a fused linear: the weight (out, in) and bias (out,) of one part."""
+
+    weight: Tensor
+    bias: Tensor | None = None
+
+
+def _split_rows(linear: nn.Linear, widths) -> tuple[tuple[Tensor, Tensor | None], ...]:
+    weights = linear.weight.split(tuple(widths))
+    biases = (None,) * len(widths) if linear.bias is None else linear.bias.split(tuple(widths))
+    return tuple(zip(weights, biases))
+
+
+def _cat(*biases: Tensor | None) -> Tensor | None:
+    return None if biases[0] is None else torch.cat(biases)
+
+
+def _fuse_split_layout(module, state_dict, prefix, *args) -> None:
+    """Load a split-layout state dict (``to_q`` + ``to_kv``) into a fused ``to_qkv``."""
+    if not module.fused or prefix + "to_q.weight" not in state_dict:
+        return
+    for name in ("weight", "bias"):
+        parts = [state_dict.pop(prefix + f"to_{p}.{name}", None) for p in ("q", "kv")]
+        if all(part is not None for part in parts):
+            state_dict[prefix + f"to_qkv.{name}"] = torch.cat(parts)

@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention.masks import combine_masks
+from ..hub.mixin import PretrainedMixin
 from ..layers.validation import check_mask
 from .beam_search import beam_search
-from .compiled import CompiledSteps, compile_blocker, generate_compiled, resolve_backend
-from .decode import DecodeSession, eval_mode, left_pad_prompts, open_session, warn_user
+from .compiled import CompiledSteps, generate_compiled
+from .decode import DecodeSession, eval_mode, left_pad_prompts, open_session
 from .interface import decoding_spec
 from .loop import check_eos_and_pad, check_num_new, make_sampler, sample_tokens
 
@@ -34,7 +35,7 @@ def forgetful_causal_mask(batch: int, seq_len: int, mask_prob: float, device) ->
     return keep.scatter(1, hidden, False)
 
 
-class AutoregressiveWrapper(nn.Module):
+class AutoregressiveWrapper(PretrainedMixin, nn.Module):
     """Next-token training and sampling around a ``TransformerWrapper`` with a ``Decoder``.
 
     Args:
@@ -133,60 +134,26 @@ class AutoregressiveWrapper(nn.Module):
             return _empty(prompt)
         with eval_mode(self.net):
             if compile is not False and cache_kv:
-                out = self._generate_compiled(
+                out = generate_compiled(
+                    self.net,
+                    self.compiled_steps,
                     prompt,
                     seq_len,
-                    compile,
-                    temperature,
-                    filter_logits_fn,
-                    filter_kwargs,
-                    eos_token,
-                    generator,
-                    kwargs,
+                    compile=compile,
+                    temperature=temperature,
+                    filter_logits_fn=filter_logits_fn,
+                    filter_kwargs=filter_kwargs,
+                    eos_token=eos_token,
+                    pad_value=self.pad_value,
+                    generator=generator,
+                    layer_inputs=kwargs,
                 )
-                if out is not None:
+                if out is not None:  # None: it cannot run compiled (a warning said why)
                     return out[0] if prompt.unbatched else out
             session = self._session(prompt, seq_len, cache_kv, cache_kind, kwargs, "generate")
             logits = session.prefill(prompt.tokens, prompt.mask, prompt.start_positions)
             out = sample_tokens(session, logits, seq_len, sample, eos_token, self.pad_value)
         return out[0] if prompt.unbatched else out
-
-    def _generate_compiled(
-        self,
-        prompt,
-        seq_len,
-        compile,
-        temperature,
-        filter_logits_fn,
-        filter_kwargs,
-        eos_token,
-        generator,
-        layer_inputs,
-    ) -> Tensor | None:
-        """The compiled decoding of :meth:`generate`, or None (with a warning) when it cannot
-        run compiled."""
-        backend = resolve_backend(compile)
-        spec = decoding_spec(self.net, "AutoregressiveWrapper")
-        blocker = compile_blocker(spec, prompt.tokens.shape[1], seq_len)
-        if blocker is not None:
-            warn_user(f"generate(compile=True) decodes eagerly: {blocker}")
-            return None
-        check_eos_and_pad(eos_token, self.pad_value, None)
-        return generate_compiled(
-            self.net,
-            self.compiled_steps,
-            spec,
-            prompt,
-            seq_len,
-            temperature=temperature,
-            filter_logits_fn=filter_logits_fn,
-            filter_kwargs=filter_kwargs,
-            eos_token=eos_token,
-            pad_value=self.pad_value,
-            generator=generator,
-            backend=backend,
-            layer_inputs=layer_inputs,
-        )
 
     @torch.no_grad()
     def beam_search(

@@ -31,7 +31,8 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from .interface import DecodingSpec, cache_capacity
+from .decode import warn_user
+from .interface import DecodingSpec, cache_capacity, decoding_spec
 from .kv_cache import StaticKVCache
 from .loop import EosStop
 from .sampling import gumbel_noise, resolve_filter
@@ -105,21 +106,27 @@ def resolve_backend(compile: bool | str) -> str:
 def generate_compiled(
     net: nn.Module,
     steps: CompiledSteps,
-    spec: DecodingSpec,
     prompt,
     seq_len: int,
     *,
+    compile: bool | str,
     temperature: float,
     filter_logits_fn,
     filter_kwargs: dict | None,
     eos_token: int | None,
     pad_value: int,
     generator: torch.Generator | None,
-    backend: str,
     layer_inputs: dict,
-) -> Tensor:
+) -> Tensor | None:
     """(b, seq_len) new tokens after the left-padded ``prompt`` (a ``PromptBatch``), decoded
-    by compiled steps on a static cache; the caller checked :func:`compile_blocker`."""
+    by compiled steps on a static cache; None, after a warning naming the reason, when this
+    generation cannot run compiled (:func:`compile_blocker`)."""
+    backend = resolve_backend(compile)
+    spec = decoding_spec(net, "generate(compile=True)")
+    blocker = compile_blocker(spec, prompt.tokens.shape[1], seq_len)
+    if blocker is not None:
+        warn_user(f"generate(compile=True) decodes eagerly: {blocker}")
+        return None
     tokens = prompt.tokens
     batch, device = tokens.shape[0], tokens.device
     capacity = cache_capacity(spec, tokens.shape[1], seq_len)

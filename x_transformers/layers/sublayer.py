@@ -66,17 +66,19 @@ class Sublayer(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None, **branch_inputs):
         out, intermediates = self.branch_path(x, padding_mask, **branch_inputs)
-        return self.post_residual_norm(self.residual(out, x)), intermediates
+        residual = self.residual
+        out = out + x if type(residual) is Residual else residual(out, x)
+        return _unless_identity(self.post_residual_norm, out), intermediates
 
     def branch_path(self, x: Tensor, padding_mask: Tensor | None = None, **branch_inputs):
         """Everything but the residual: ``(dropout(branch_scale(post_branch_norm(branch(h)))),
         intermediates)``; the F and G of a reversible coupling (layers/reversible.py)."""
-        h = self.pre_branch_norm(x)
+        h = _unless_identity(self.pre_branch_norm, x)
         if self.token_shift is not None:
             h = self.token_shift(h, padding_mask)
         out = self.branch(h, **branch_inputs)
         out, intermediates = out if isinstance(out, tuple) else (out, None)
-        out = self.branch_scale(self.post_branch_norm(out))
+        out = _unless_identity(self.branch_scale, _unless_identity(self.post_branch_norm, out))
         if self.branch_dropout is not None:
             out = self.branch_dropout(out)
         return out, intermediates
@@ -84,3 +86,9 @@ class Sublayer(nn.Module):
 
 def _or_identity(module: nn.Module | None) -> nn.Module:
     return nn.Identity() if module is None else module
+
+
+def _unless_identity(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)``, skipping the call of a disabled (``nn.Identity``) stage: module calls are
+    most of the per-token overhead of cached decoding."""
+    return x if type(module) is nn.Identity else module(x)
