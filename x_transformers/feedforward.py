@@ -3,9 +3,12 @@
 - GLU / SwiGLU / GEGLU ("GLU Variants Improve Transformer", Shazeer, 2002.05202);
 - squared ReLU ("Primer", 2109.08668);
 - a LayerNorm after the activation (NormFormer, 2110.09456);
-- no biases (as in PaLM).
+- no biases (as in PaLM);
+- the activation by name (``ff_activation``): exact or tanh-approximated gelu (GPT-2, T5's
+  gated-gelu), relu, silu, squared relu; an exact hidden width (``ff_inner_dim``).
 
-Shape letters: b batch, n sequence, d model width, h hidden width (``int(mult * d)``).
+Shape letters: b batch, n sequence, d model width, h hidden width (``int(mult * d)`` or
+``ff_inner_dim``).
 """
 
 from __future__ import annotations
@@ -40,12 +43,36 @@ class GLU(nn.Module):
         return value * self.activation(gate)
 
 
+ACTIVATIONS = {
+    "gelu": nn.GELU,
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "relu_squared": ReluSquared,
+}
+
+
+def activation_by_name(name: str) -> nn.Module:
+    """One of :data:`ACTIVATIONS`; a ``ValueError`` naming the valid ones otherwise."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
 def build_activation(options: FeedForwardOptions) -> nn.Module:
-    if options.relu_squared:
-        return ReluSquared()
-    if options.swish:
-        return nn.SiLU()
-    return nn.GELU()
+    return activation_by_name(options.activation_name)
+
+
+def hidden_width(dim: int, options: FeedForwardOptions) -> int:
+    """``ff_inner_dim`` when given, else ``int(dim * ff_mult)``."""
+    if options.inner_dim is not None:
+        return options.inner_dim
+    hidden = int(dim * options.mult)
+    if hidden < 1:
+        raise ValueError(
+            f"'ff_mult'={options.mult} with dim={dim} gives a hidden width of {hidden}"
+        )
+    return hidden
 
 
 class FeedForward(nn.Module):
@@ -57,11 +84,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, options: FeedForwardOptions, dim_out: int | None = None):
         super().__init__()
-        hidden = int(dim * options.mult)
-        if hidden < 1:
-            raise ValueError(
-                f"'ff_mult'={options.mult} with dim={dim} gives a hidden width of {hidden}"
-            )
+        hidden = hidden_width(dim, options)
         bias = not options.no_bias
         activation = build_activation(options)
         if options.glu:

@@ -55,8 +55,9 @@ def build_norm(dim: int, blocks: BlockOptions) -> nn.Module | None:
     """The norm used throughout a layer stack; ``None`` with ReZero, which has no norm."""
     if blocks.use_rezero:
         return None
+    eps = {} if blocks.norm_eps is None else {"eps": blocks.norm_eps}  # 'norm_eps'
     if blocks.use_rmsnorm:
-        return RMSNorm(dim)
+        return RMSNorm(dim, **eps)
     if blocks.use_scalenorm:
-        return ScaleNorm(dim)
-    return nn.LayerNorm(dim)
+        return ScaleNorm(dim, **eps)
+    return nn.LayerNorm(dim, **eps)

@@ -79,7 +79,7 @@ def build_attend(
         causal=causal,
         dropout=options.dropout,
         # qk-norm puts its scale on the queries, so the kernel must not scale again
-        scale=1.0 if options.qk_norm else None,
+        scale=1.0 if options.qk_norm else options.scale,  # 'attn_scale'
         flash=options.flash,
         flash_keyword=f"{prefix}flash",
         stages=stages.only(KERNEL_POINTS),

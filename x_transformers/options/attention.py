@@ -72,3 +72,13 @@ class AttentionOptions:
     out_bias: bool = option(False, "bias on the output projection")
     # dropout on the block's output, before the residual addition
     sublayer_dropout: float = option(0.0, "dropout on the attention branch output")
+    # a fixed multiplier of q.k instead of dim_head ** -0.5 (T5 uses 1.0: its init absorbs it)
+    scale: float | None = option(None, "fixed attention scale (default dim_head ** -0.5)")
+
+    def __post_init__(self):
+        if self.scale is not None and not self.scale > 0:
+            raise ValueError(f"'attn_scale' must be > 0, got {self.scale}")
+        if self.scale is not None and self.qk_norm:
+            raise ValueError(
+                "'attn_scale' and 'attn_qk_norm' cannot be combined: qk-norm sets its own scale"
+            )

@@ -31,6 +31,9 @@ class BlockOptions:
     deepnorm_decoder_depth: int | None = option(
         None, "DeepNet: depth of the decoder this encoder feeds (encoder-decoder)", "2203.00555"
     )
+    # epsilon of every norm of the stack (None: each norm's default, 1e-5 LayerNorm, 1e-8
+    # RMSNorm, 1e-5 ScaleNorm); BERT and ViT use 1e-12, Llama and T5 1e-6
+    norm_eps: float | None = option(None, "epsilon of the stack's norms (default: the norm's own)")
     # --- residuals ---------------------------------------------------------------------------
     # NormFormer's learned per-feature scale of the residual stream
     scale_residual: bool = option(False, "learned residual scale", "2110.09456")
@@ -99,6 +102,10 @@ def _check_norms(o: BlockOptions) -> None:
         )
         if not o.pre_norm:
             raise ValueError("'use_rezero' removes every norm, so 'pre_norm'=False has no effect")
+    if o.norm_eps is not None and not o.norm_eps > 0:
+        raise ValueError(f"'norm_eps' must be > 0, got {o.norm_eps}")
+    if o.norm_eps is not None and o.use_rezero:
+        raise ValueError("'norm_eps' has no effect with 'use_rezero', which removes every norm")
     if o.sandwich_norm and not o.pre_norm:
         raise ValueError("'sandwich_norm' adds a norm to pre-norm blocks; it needs 'pre_norm'=True")
     _refuse_together(_active(o, "deepnorm", "sandwich_norm"), "DeepNorm is a post-norm layout")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+from .feedforward import ACTIVATION_NAMES
 from .spec import option
 
 
@@ -26,6 +27,22 @@ class WrapperOptions:
     tie_embedding: bool = option(False, "logits through the token embedding")
     logits_dim: int | None = option(None, "width of the logits (default num_tokens)")
     return_only_embed: bool = option(False, "no logits head: forward returns embeddings")
+    # --- reference families (x_transformers.wrappers.heads; BERT, T5) --------------------------
+    # segment embeddings added to the token embeddings; forward(..., token_type_ids=(b, n))
+    num_token_types: int = option(0, "token-type (segment) embeddings, forward(token_type_ids=)")
+    # BERT's masked-LM head: dense -> activation (by name, as ff_activation) -> LayerNorm
+    logits_transform: str | None = option(
+        None, "dense, activation (this name) and LayerNorm before the logits (BERT MLM head)"
+    )
+    logits_bias: bool = option(False, "a bias on the logits (also when tied)")
+    # T5 with tied embeddings multiplies the final hidden states by d_model ** -0.5
+    logits_scale: float | None = option(None, "multiply the final hidden states before the logits")
+    # epsilon of the wrapper's LayerNorms; BERT uses 1e-12
+    emb_norm_eps: float | None = option(
+        None, "epsilon of post_emb_norm and the logits transform's norm (default 1e-5)"
+    )
+    # dense + tanh on the first position's final hidden state (BERT / ViT pooler)
+    pooler: bool = option(False, "pooler: dense + tanh on the first token, model.pool(hidden)")
     # --- memory and recurrence (x_transformers.wrappers.memory_tokens, generation.recurrence) ---
     num_memory_tokens: int = option(
         0, "learned memory tokens through all layers, stripped from the output", "2006.11527"
@@ -42,10 +59,33 @@ class WrapperOptions:
             value = getattr(self, name)
             if value is not None:
                 check_size(value, name, minimum=1)
-        for name in ("num_memory_tokens", "max_mem_len", "shift_mem_down"):
+        for name in ("num_memory_tokens", "max_mem_len", "shift_mem_down", "num_token_types"):
             check_size(getattr(self, name), name, minimum=0)
         if not 0.0 <= self.emb_dropout < 1.0:
             raise ValueError(f"'emb_dropout' must be in [0, 1), got {self.emb_dropout}")
+        _check_family_options(self)
+
+
+def _check_family_options(o: WrapperOptions) -> None:
+    """The keywords of the reference families' heads and embeddings (wrappers/heads.py)."""
+    if o.emb_norm_eps is not None:
+        if not o.emb_norm_eps > 0:
+            raise ValueError(f"'emb_norm_eps' must be > 0, got {o.emb_norm_eps}")
+        if not (o.post_emb_norm or o.logits_transform):
+            raise ValueError(
+                "'emb_norm_eps' needs a wrapper norm: 'post_emb_norm' or 'logits_transform'"
+            )
+    if o.logits_transform is not None and o.logits_transform not in ACTIVATION_NAMES:
+        raise ValueError(
+            f"'logits_transform' must be one of {', '.join(ACTIVATION_NAMES)}, "
+            f"got {o.logits_transform!r}"
+        )
+    if o.logits_scale is not None and not o.logits_scale > 0:
+        raise ValueError(f"'logits_scale' must be > 0, got {o.logits_scale}")
+    if o.return_only_embed:
+        for name in ("logits_transform", "logits_bias", "logits_scale"):
+            if getattr(o, name) not in (None, False):
+                raise ValueError(f"'{name}' acts on the logits head; 'return_only_embed' has none")
 
 
 def check_size(value, name: str, minimum: int = 1) -> int:

@@ -45,7 +45,8 @@ class ContinuousTransformerWrapper(SequenceWrapper):
         options = parse_wrapper_kwargs(
             kwargs, "ContinuousTransformerWrapper", ("dim_in", "dim_out", "max_seq_len")
         )
-        for name in ("tie_embedding", "logits_dim", "emb_dim"):
+        token_only = ("tie_embedding", "logits_dim", "emb_dim", "num_token_types", "pooler")
+        for name in (*token_only, "logits_transform", "logits_bias", "logits_scale"):
             if getattr(options, name) not in (None, False):
                 raise TypeError(f"'{name}' applies to token models, not continuous ones")
         dim = attn_layers.dim

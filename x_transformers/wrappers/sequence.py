@@ -64,6 +64,12 @@ class SequenceWrapper(nn.Module, metaclass=ABCMeta):
     def head(self, h: Tensor) -> Tensor:
         """Final hidden states (b, n, d) -> outputs."""
 
+    def add_token_types(self, embedded: Tensor, x: Tensor, token_type_ids: Tensor | None):
+        """Token-type (segment) embeddings, ``num_token_types`` of ``TransformerWrapper``."""
+        if token_type_ids is not None:
+            raise ValueError(f"'token_type_ids' needs a {type(self).__name__} with num_token_types")
+        return embedded
+
     def forward(
         self,
         x: Tensor,
@@ -76,12 +82,14 @@ class SequenceWrapper(nn.Module, metaclass=ABCMeta):
         return_mems: bool = False,
         cache=None,
         seq_start_pos: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
         **layer_inputs,
     ):
         """x (b, n) tokens or (b, n, dim_in) vectors -> the head's output (b, n, ...), or the
         final hidden states (b, n, d) with ``return_embeddings=True``. ``mask`` (b, n) is a
         key-padding mask, True = keep; ``prepend_embeds`` (b, p, d) go before the sequence;
-        ``layer_inputs`` (``context``, ``context_mask``, ``attn_mask``) go to the layer stack.
+        ``layer_inputs`` (``context``, ``context_mask``, ``attn_mask``) go to the layer stack;
+        ``token_type_ids`` (b, n) are segment ids (``num_token_types``).
 
         Extra outputs: ``return_attn=True`` gives ``(out, attention maps)``;
         ``return_mems=True`` gives ``(out, mems)`` with the Transformer-XL memories to pass as
@@ -98,7 +106,8 @@ class SequenceWrapper(nn.Module, metaclass=ABCMeta):
         cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
         offset = sequence_offset(cache, seq_start_pos)
         check_learned_positions(self.stem.pos_emb, offset, x.shape[1])
-        h, mask = self.stem(self.embed(x), mask, prepend_embeds, offset=offset)
+        embedded = self.add_token_types(self.embed(x), x, token_type_ids)
+        h, mask = self.stem(embedded, mask, prepend_embeds, offset=offset)
         past = {"mems": mems, "return_mems": return_mems, "cache": cache}
         h, intermediates = run_layers(
             self, h, mask, x.shape[1], return_attn=return_attn, **past, **layer_inputs

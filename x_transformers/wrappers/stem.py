@@ -45,7 +45,10 @@ class SequenceStem(nn.Module):
         self.max_seq_len = max_seq_len
         self.pos_emb = build_absolute_positions(emb_dim, max_seq_len, options)
         self.embed_norm = L2Norm() if options.l2norm_embed else nn.Identity()
-        self.post_emb_norm = nn.LayerNorm(emb_dim) if options.post_emb_norm else nn.Identity()
+        eps = 1e-5 if options.emb_norm_eps is None else options.emb_norm_eps  # 'emb_norm_eps'
+        self.post_emb_norm = (
+            nn.LayerNorm(emb_dim, eps=eps) if options.post_emb_norm else nn.Identity()
+        )
         self.emb_dropout = nn.Dropout(options.emb_dropout)
         self.project_emb = nn.Linear(emb_dim, dim) if emb_dim != dim else nn.Identity()
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..layers import AttentionLayers
 from ..options import parse_wrapper_kwargs
 from ..options.wrapper import check_size
+from .heads import Pooler, build_logits_transform, check_token_type_ids, project_logits
 from .sequence import SequenceWrapper
 from .stem import init_token_embedding
 
@@ -79,6 +80,16 @@ class TransformerWrapper(SequenceWrapper):
             if options.tie_embedding or options.return_only_embed
             else nn.Linear(dim, logits_dim, bias=False)
         )
+        self._build_family_parts(dim, emb_dim, logits_dim, options)
+
+    def _build_family_parts(self, dim: int, emb_dim: int, logits_dim: int, options) -> None:
+        """Token types, the logits transform and bias, the pooler (wrappers/heads.py)."""
+        types = options.num_token_types
+        self.token_type_emb = nn.Embedding(types, emb_dim) if types else None
+        self.logits_transform = build_logits_transform(dim, options)
+        with_bias = options.logits_bias and not options.return_only_embed
+        self.logits_bias = nn.Parameter(torch.zeros(logits_dim)) if with_bias else None
+        self.pooler = Pooler(dim) if options.pooler else None
 
     def check_inputs(self, x: Tensor) -> None:
         check_token_ids(x, self.num_tokens)
@@ -89,7 +100,19 @@ class TransformerWrapper(SequenceWrapper):
     def head(self, h: Tensor) -> Tensor:
         return h if self.options.return_only_embed else self.logits(h)
 
+    def add_token_types(self, embedded: Tensor, x: Tensor, token_type_ids: Tensor | None):
+        if token_type_ids is None or self.token_type_emb is None:
+            return super().add_token_types(embedded, x, token_type_ids)
+        check_token_type_ids(token_type_ids, x, self.token_type_emb.num_embeddings)
+        return embedded + self.token_type_emb(token_type_ids)
+
     def logits(self, embeddings: Tensor) -> Tensor:
-        if self.to_logits is None:
-            return embeddings @ self.token_emb.weight.t()
-        return self.to_logits(embeddings)
+        weight = self.token_emb.weight if self.to_logits is None else self.to_logits.weight
+        scale = self.options.logits_scale
+        return project_logits(embeddings, self.logits_transform, scale, weight, self.logits_bias)
+
+    def pool(self, hidden: Tensor) -> Tensor:
+        """The pooler (``pooler=True``) on final hidden states (b, n, d) -> (b, d)."""
+        if self.pooler is None:
+            raise ValueError("this model has no pooler; build it with pooler=True")
+        return self.pooler(hidden)
