@@ -34,23 +34,34 @@ from train_step import build
 from x_transformers import AutoregressiveWrapper
 
 VARIANTS = ("ours cached", "ref cached", "ours no-cache", "ref no-cache")
+# ours with a static cache, and with generate(compile=True) (one compiled decode step)
+FAST_VARIANTS = ("ours static", "ours compiled")
 
 
 def make_generate(args, name, model, device, autocast):
     """Return a zero-arg callable generating (batch, new_tokens) tokens."""
     g = torch.Generator().manual_seed(args.seed)
     prompt = torch.randint(0, args.vocab, (args.batch, args.prompt_len), generator=g).to(device)
-    cache_kv = name.endswith(" cached")
+    cache_kv = not name.endswith(" no-cache")
+    options = {}
     if name.startswith("ours"):
-        gen = AutoregressiveWrapper(model).generate
+        gen = AutoregressiveWrapper(model).generate  # one wrapper: compiled steps are reused
+        options = {
+            "ours static": {"cache_kind": "static"},
+            "ours compiled": {"compile": args.compile_backend},
+        }.get(name, {})
     else:
         gen = model.generate
 
     def run():
         with torch.no_grad(), autocast():
-            return gen(prompt, args.new_tokens, cache_kv=cache_kv, temperature=0.0)
+            return gen(prompt, args.new_tokens, cache_kv=cache_kv, temperature=0.0, **options)
 
     return run
+
+
+def cached_ours(fns):
+    return fns["ours cached"]()
 
 
 def build_eval(args, name, device):
@@ -70,6 +81,10 @@ def main():
     p = common_parser(__doc__.splitlines()[0])
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument(
+        "--compile-backend", default="inductor", help="backend of the 'ours compiled' variant"
+    )
+    p.add_argument("--no-fast", action="store_true", help="skip the static / compiled variants")
     p.set_defaults(batch=4, warmup=1, repeats=5)
     args = p.parse_args()
     device, autocast = setup(args)
@@ -81,18 +96,21 @@ def main():
     )
 
     models = {"ours": build_eval(args, "ours", device), "ref": build_eval(args, "ref", device)}
-    fns = {v: make_generate(args, v, models[v.split()[0]], device, autocast) for v in VARIANTS}
+    variants = VARIANTS + (() if args.no_fast else FAST_VARIANTS)
+    fns = {v: make_generate(args, v, models[v.split()[0]], device, autocast) for v in variants}
 
     for who in ("ours", "ref"):
         cached, uncached = fns[f"{who} cached"](), fns[f"{who} no-cache"]()
         assert cached.shape == (args.batch, args.new_tokens), cached.shape
         same = torch.equal(cached, uncached)
         print(f"{who}: greedy cached == no-cache: {same}")
+    for fast in variants[len(VARIANTS) :]:  # the first call also compiles (warm-up)
+        print(f"{fast}: greedy == ours cached: {torch.equal(fns[fast](), cached_ours(fns))}")
 
     times = time_interleaved(fns, device, args.warmup, args.repeats)
     new = args.batch * args.new_tokens
     print("\ngeneration (median over interleaved repeats):")
-    for v in VARIANTS:
+    for v in variants:
         t = median(times[v])
         print(
             f"  {v:>13}: {t * 1e3:9.1f} ms/call  {new / t:9,.0f} new tokens/s  "
@@ -103,6 +121,12 @@ def main():
         print(
             f"  ratio ours/ref time, {kind:>8}: {paired_ratio(ours, ref):.3f} paired median; "
             f"{median(ours) / median(ref):.3f} of medians, {min(ours) / min(ref):.3f} of minima"
+        )
+    for fast in variants[len(VARIANTS) :]:
+        ours, ref = times[fast], times["ref cached"]
+        print(
+            f"  ratio ref cached/{fast} tokens/s: {paired_ratio(ref, ours):.3f} paired median; "
+            f"{median(ref) / median(ours):.3f} of medians"
         )
     for who in ("ours", "ref"):
         speedup = median(times[f"{who} no-cache"]) / median(times[f"{who} cached"])
