@@ -17,6 +17,16 @@ from torch import Tensor, nn
 from ..attention.projections import AttentionProjections
 from ..layers.layout import CROSS_ATTENTION, FEEDFORWARD, SELF_ATTENTION
 
+# transformers' activation names -> ff_activation (both tanh-gelu spellings are one formula)
+HF_ACTIVATIONS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu": "gelu",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+
 
 class UnsupportedConfigError(ValueError):
     """A reference configuration uses something this library cannot express (or a model of
@@ -57,7 +67,10 @@ def copy_optional(target: Tensor | None, source: Tensor | None, what: str) -> No
 
 
 def copy_norm(target: nn.Module, source: nn.Module, what: str) -> None:
-    """LayerNorm / RMSNorm gains and biases, and the epsilon must agree."""
+    """LayerNorm / RMSNorm gains and biases; the epsilons must agree."""
+    eps = getattr(source, "eps", getattr(source, "variance_epsilon", None))
+    if eps != getattr(target, "eps", None):
+        raise ValueError(f"{what}: epsilon {getattr(target, 'eps', None)} here, {eps} there")
     copy_optional(target.weight, getattr(source, "weight", None), f"{what}.weight")
     copy_optional(getattr(target, "bias", None), getattr(source, "bias", None), f"{what}.bias")
 

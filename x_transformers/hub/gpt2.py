@@ -17,6 +17,7 @@ import torch
 from ..layers import Decoder
 from ..wrappers.token import TransformerWrapper
 from .families import (
+    HF_ACTIVATIONS,
     check_same_model,
     copy_into,
     projections,
@@ -27,16 +28,7 @@ from .families import (
 )
 
 FAMILY = "GPT-2"
-# transformers' names of the gelu variants -> ff_activation
-ACTIVATIONS = {
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "gelu_fast": "gelu_tanh",
-    "gelu": "gelu",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
+ACTIVATIONS = HF_ACTIVATIONS
 
 
 def gpt2_keywords(config) -> tuple[dict, dict]:

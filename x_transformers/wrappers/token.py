@@ -101,8 +101,11 @@ class TransformerWrapper(SequenceWrapper):
         return h if self.options.return_only_embed else self.logits(h)
 
     def add_token_types(self, embedded: Tensor, x: Tensor, token_type_ids: Tensor | None):
-        if token_type_ids is None or self.token_type_emb is None:
+        """Segment embeddings; without ``token_type_ids`` every token has type 0 (as in BERT)."""
+        if self.token_type_emb is None:
             return super().add_token_types(embedded, x, token_type_ids)
+        if token_type_ids is None:
+            return embedded + self.token_type_emb.weight[0]
         check_token_type_ids(token_type_ids, x, self.token_type_emb.num_embeddings)
         return embedded + self.token_type_emb(token_type_ids)
 
