@@ -10,13 +10,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..finite_inputs import zero_masked_and_check_finite
+from ..hub.mixin import PretrainedMixin
 from ..layers.validation import check_mask
 from .decode import eval_mode, open_session
 from .interface import decoding_spec
 from .loop import check_num_new
 
 
-class ContinuousAutoregressiveWrapper(nn.Module):
+class ContinuousAutoregressiveWrapper(PretrainedMixin, nn.Module):
     """Predict x[:, t + 1] from x[:, :t + 1] with a mean-squared error, around a
     ``ContinuousTransformerWrapper`` with a ``Decoder``."""
 

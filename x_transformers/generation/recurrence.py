@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..hub.mixin import PretrainedMixin
 from .decode import eval_mode
 from .interface import decoding_spec
 from .loop import check_eos_and_pad, check_num_new, make_sampler, sample_tokens
@@ -56,7 +57,7 @@ def next_memories(
     return [torch.cat(pair, dim=1)[:, -max_mem_len:].detach() for pair in pairs]
 
 
-class XLAutoregressiveWrapper(nn.Module):
+class XLAutoregressiveWrapper(PretrainedMixin, nn.Module):
     """Next-token training and sampling with Transformer-XL memories (1901.02860) around a
     ``TransformerWrapper(..., max_mem_len=M, attn_layers=Decoder(...))``.
 

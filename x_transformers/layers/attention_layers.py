@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..attention import ForwardState
 from ..attention.masks import combine_masks, full_to_attention_mask, key_padding_to_attention_mask
 from ..finite_inputs import zero_masked
+from ..hub.mixin import PretrainedMixin
 from ..options import parse_layer_kwargs
 from ..positional import Positions, build_positions
 from .builders import build_blocks, build_final_norm
@@ -39,7 +40,7 @@ class PreparedInputs:
     cache: Any = None
 
 
-class AttentionLayers(nn.Module):
+class AttentionLayers(PretrainedMixin, nn.Module):
     """A stack of residual attention / feedforward blocks on ``(b, n, dim)`` tensors.
 
     Args:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ..generation import AutoregressiveWrapper
 from ..generation.decode import eval_mode
 from ..generation.loop import check_num_new
+from ..hub.mixin import PretrainedMixin
 from ..layers import Decoder, Encoder
 from ..options import (
     layer_keyword_names,
@@ -68,7 +69,7 @@ def build_side(side: str, dim: int, causal: bool, keywords: dict) -> Transformer
     return TransformerWrapper(attn_layers=attn_layers, **wrapper_kwargs)
 
 
-class XTransformer(nn.Module):
+class XTransformer(PretrainedMixin, nn.Module):
     """Encoder-decoder transformer.
 
     Args:

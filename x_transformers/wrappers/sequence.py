@@ -20,13 +20,14 @@ from torch import Tensor, nn
 from ..finite_inputs import zero_masked_and_check_finite
 from ..generation.interface import DecodingSpec
 from ..generation.kv_cache import resolve_cache, sequence_offset
+from ..hub.mixin import PretrainedMixin
 from ..layers.validation import check_mask
 from ..options import WrapperOptions
 from .memory_tokens import build_memory_tokens, run_layers
 from .stem import SequenceStem, package_outputs
 
 
-class SequenceWrapper(nn.Module, metaclass=ABCMeta):
+class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
     """Base of ``TransformerWrapper`` and ``ContinuousTransformerWrapper``; not used directly."""
 
     def _build_trunk(self, emb_dim: int, max_seq_len: int, attn_layers, options: WrapperOptions):

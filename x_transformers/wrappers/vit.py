@@ -11,13 +11,14 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..hub.mixin import PretrainedMixin
 from ..layers import AttentionLayers
 from ..options.wrapper import check_size
 from .stem import package_outputs
 from .token import check_attn_layers
 
 
-class ViTransformerWrapper(nn.Module):
+class ViTransformerWrapper(PretrainedMixin, nn.Module):
     """Patch embedding + learned positions + an ``Encoder`` + an optional classification head.
 
     Args:
