@@ -5,7 +5,7 @@ from .continuous import ContinuousAutoregressiveWrapper
 from .decode import DecodeSession, decode_step, eval_mode, left_pad_prompts
 from .interface import DecodingSpec, cache_capacity
 from .kv_cache import DynamicKVCache, StaticKVCache, kv_cache_blockers
-from .recurrence import XLAutoregressiveWrapper
+from .recurrence import Memories, XLAutoregressiveWrapper
 from .sampling import min_p, sample_next_token, top_k, top_p
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "DecodeSession",
     "DecodingSpec",
     "DynamicKVCache",
+    "Memories",
     "StaticKVCache",
     "XLAutoregressiveWrapper",
     "cache_capacity",

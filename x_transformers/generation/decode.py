@@ -16,8 +16,12 @@ window and says so once. The session knows the model only through the
 :class:`~.interface.DecodingSpec` it declares (window, absolute positions, memory tokens).
 
 Prompts of different lengths are left-padded (:func:`left_pad_prompts`): padded positions are
-masked as keys and absolute positions start at each row's first real token
-(``seq_start_pos``), so every row gets what it would get alone.
+masked as keys, and every position of a row is counted from its first real token
+(``seq_start_pos``): the absolute embedding, the positions of rotary, xPos and
+position-infused attention (per row, in the layer stack's position span), and the memory tokens,
+which the wrapper places right before each row's first real token, so that token shift reads
+them rather than padding. Every row gets what it would get alone
+(``tests/properties/test_ragged.py`` checks it for every feature of the matrix).
 
 Shape letters: b batch, n sequence, v vocabulary (or output width).
 """

@@ -8,7 +8,9 @@ previous segment(s), kept detached and at most ``max_mem_len`` long.
     segment 2:  h2 ──layer l──>  keys/values from cat(norm(memory_l), norm(h2_l))
 
 Positions of the current segment are offset by the memory length (the stack does it), so rotary,
-T5, ALiBi and dynamic biases see the true distances. With ``shift_mem_down = s`` ("ERNIE-Doc",
+T5, ALiBi and dynamic biases see the true distances. The memories carry the key-padding mask of
+the positions they remember (:class:`Memories`): a position that was padding stays masked in
+every later segment. With ``shift_mem_down = s`` ("ERNIE-Doc",
 2012.15688, enhanced recurrence) the memories of layer ``l + s`` are fed to layer ``l``: the
 list of memories is rotated down by ``s`` before the layers use it.
 
@@ -32,20 +34,47 @@ from .interface import decoding_spec
 from .loop import check_eos_and_pad, check_num_new, make_sampler, sample_tokens
 
 
-def shift_memories(mems: Sequence[Tensor] | None, shift: int) -> list[Tensor] | None:
+class Memories(list):
+    """The per-layer memories (b, m, d) of a segment, with the key-padding ``mask`` (b, m) of
+    the positions they remember (True = real; None when every position was real).
+
+    A plain list of tensors is accepted wherever memories are (every position visible); the
+    wrappers' ``return_mems=True`` gives this list, so a position that was padding when it was
+    computed stays masked in every later segment that remembers it. The layer stack reads the
+    ``mask`` attribute (duck-typed, like the KV cache protocol).
+    """
+
+    def __init__(self, tensors: Sequence[Tensor], mask: Tensor | None = None):
+        super().__init__(tensors)
+        expected = self[0].shape[:2] if self else None
+        if mask is not None and (mask.dtype != torch.bool or mask.shape != expected):
+            raise ValueError(
+                f"the memories' mask must be a bool tensor of shape (batch, mem_len) = "
+                f"{expected and tuple(expected)}, got {mask.dtype} {tuple(mask.shape)}"
+            )
+        self.mask = mask
+
+
+def shift_memories(mems: Sequence[Tensor] | None, shift: int) -> Memories | None:
     """Rotate the per-layer memories down by ``shift``: layer l gets the memory of layer l+shift
-    (the top layers get those of the bottom ones)."""
-    if mems is None or shift == 0:
-        return None if mems is None else list(mems)
-    shift %= len(mems)
-    return [*mems[shift:], *mems[:shift]]
+    (the top layers get those of the bottom ones). Every layer remembers the same positions, so
+    the mask stays as it is."""
+    if mems is None:
+        return None
+    mask = getattr(mems, "mask", None)
+    shift = shift % len(mems) if mems else 0
+    return Memories([*mems[shift:], *mems[:shift]], mask)
 
 
 def next_memories(
-    mems: Sequence[Tensor] | None, hiddens: Sequence[Tensor], max_mem_len: int
-) -> list[Tensor]:
+    mems: Sequence[Tensor] | None,
+    hiddens: Sequence[Tensor],
+    max_mem_len: int,
+    mask: Tensor | None = None,
+) -> Memories:
     """The memories after a segment: per layer, the last ``max_mem_len`` of the old memory
-    followed by the layer's input hidden states (b, n, d), detached."""
+    followed by the layer's input hidden states (b, n, d), detached; their mask is the old
+    memories' mask followed by the segment's key-padding ``mask`` (b, n), cut the same way."""
     if max_mem_len < 1:
         raise ValueError(
             f"return_mems=True needs max_mem_len >= 1 on the wrapper, got {max_mem_len}"
@@ -54,7 +83,16 @@ def next_memories(
         pairs = [(h,) for h in hiddens]
     else:
         pairs = [(m, h) for m, h in zip(mems, hiddens)]
-    return [torch.cat(pair, dim=1)[:, -max_mem_len:].detach() for pair in pairs]
+    tensors = [torch.cat(pair, dim=1)[:, -max_mem_len:].detach() for pair in pairs]
+    memory_mask = None if mems is None else getattr(mems, "mask", None)
+    if memory_mask is None and mask is None:
+        return Memories(tensors)
+    if mask is None:
+        mask = memory_mask.new_ones(hiddens[0].shape[:2])
+    if mems is not None and memory_mask is None:
+        memory_mask = mask.new_ones(mems[0].shape[:2])
+    joined = mask if mems is None else torch.cat((memory_mask, mask), dim=1)
+    return Memories(tensors, joined[:, -max_mem_len:])
 
 
 class XLAutoregressiveWrapper(PretrainedMixin, nn.Module):

@@ -105,15 +105,20 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         return_attn: bool = False,
         mems: list[Tensor] | None = None,
         cache=None,
+        seq_start_pos: Tensor | None = None,
     ):
         """x (b, n, dim); mask (b, n) key padding, True = keep; context (b, j, dim_context);
         context_mask (b, j); attn_mask (n, n) or (b, n, n), True = may attend.
 
         ``mems``: Transformer-XL memories, one (b, m, dim) per self-attention block, attended to
-        before x (positions of x start at m). ``cache``: a KV cache (see
-        :mod:`x_transformers.generation.kv_cache`); x holds the positions after the cached ones,
-        and ``mask`` only covers x."""
-        prepared = self.prepare(x, mask, context, context_mask, attn_mask, return_attn, mems, cache)
+        before x (positions of x start at m); a ``mask`` (b, m) attribute on the list (as the
+        wrappers' ``return_mems`` give it) keeps remembered padding masked. ``cache``: a KV
+        cache (see :mod:`x_transformers.generation.kv_cache`); x holds the positions after the
+        cached ones, and ``mask`` only covers x. ``seq_start_pos`` (b,): every position of row b
+        is shifted down by it (left-padded rows see the positions they would see alone)."""
+        prepared = self.prepare(
+            x, mask, context, context_mask, attn_mask, return_attn, mems, cache, seq_start_pos
+        )
         if self.reversible_units is not None:
             x, intermediates = run_reversible(self, x, prepared)
         else:
@@ -130,6 +135,7 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         return_attn: bool = False,
         mems: list[Tensor] | None = None,
         cache=None,
+        seq_start_pos: Tensor | None = None,
     ) -> PreparedInputs:
         """Validate the inputs and compute, once per forward, what the blocks receive: masks,
         positions, memories and cache (see :meth:`forward` for the arguments)."""
@@ -143,8 +149,8 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         attention_inputs = {"need_weights": return_attn, "padding_mask": mask, "state": state}
         block_inputs = {
             SELF_ATTENTION: {
-                "mask": self._self_attention_mask(x, mask, attn_mask, memory_length, cache),
-                "positions": self._positions(x, memory_length, cache),
+                "mask": self._self_attention_mask(x, mask, attn_mask, mems, cache),
+                "positions": self._positions(x, memory_length, cache, seq_start_pos),
                 **attention_inputs,
             },
             CROSS_ATTENTION: {
@@ -181,24 +187,32 @@ class AttentionLayers(PretrainedMixin, nn.Module):
             intermediates.cache = prepared.cache
         return x, intermediates
 
-    def _self_attention_mask(self, x, mask, attn_mask, memory_length: int, cache):
+    def _self_attention_mask(self, x, mask, attn_mask, mems, cache):
         """(b|1, 1, i, j) self-attention mask: key padding and ``attn_mask`` (memories in front
-        are always visible), or the cache's mask of past and new keys; None = no restriction."""
+        are visible unless their ``mask`` says they were padding), or the cache's mask of past
+        and new keys; None = no restriction."""
         if cache is not None:
             return cache.visible_keys(x, mask)
-        if memory_length > 0:  # memories are visible keys in front of x
-            if mask is not None:
-                mask = F.pad(mask, (memory_length, 0), value=True)
+        memory_length = 0 if mems is None else mems[0].shape[1]
+        if memory_length > 0:  # memories are keys in front of x
+            memory_mask = getattr(mems, "mask", None)  # (b, m), False = remembered padding
+            if mask is not None or memory_mask is not None:
+                if mask is None:
+                    mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+                if memory_mask is None:
+                    memory_mask = mask.new_ones(mask.shape[0], memory_length)
+                mask = torch.cat((memory_mask, mask), dim=1)
             if attn_mask is not None:
                 attn_mask = F.pad(attn_mask, (memory_length, 0), value=True)
         return combine_masks(key_padding_to_attention_mask(mask), full_to_attention_mask(attn_mask))
 
-    def _positions(self, x: Tensor, memory_length: int, cache) -> Positions | None:
+    def _positions(self, x: Tensor, memory_length: int, cache, row_offset=None) -> Positions | None:
         """Positions of this forward, computed once for every self-attention block (None without
         a positional scheme). The queries are the newest positions: after XL memories (offset =
         memory length) or after what a KV cache holds. The span also says which keys this
         forward projects: all of them (memories and x), or only x's with a cache (whose
-        ``position_span(num_new)`` describes its key layout)."""
+        ``position_span(num_new)`` describes its key layout). ``row_offset`` (b,) shifts each
+        row's positions down (left-padded rows)."""
         if self.positions is None:
             return None
         n = x.shape[1]
@@ -206,7 +220,7 @@ class AttentionLayers(PretrainedMixin, nn.Module):
             span = cache.position_span(n)
         else:
             span = {"num_keys": memory_length + n, "offset": memory_length}
-        return self.positions(n, **span, device=x.device, dtype=x.dtype)
+        return self.positions(n, **span, row_offset=row_offset, device=x.device, dtype=x.dtype)
 
     def _past_inputs(self, index: int, block: nn.Module, mems, cache) -> dict:
         """What an attention block sees of the past: its XL memory (normalised like its input)

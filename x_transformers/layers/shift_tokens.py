@@ -11,7 +11,9 @@ position ``t`` of chunk ``k`` holds what position ``t - k`` had (zeros before th
 
 The shift only ever moves information forwards in time, so a ``Decoder`` stays causal (the same
 shift is used in an ``Encoder``). Padded positions (key-padding mask False) are zeroed before the
-shift so their content never reaches a kept position. ``shift_tokens`` is an int for every block
+shift so their content never reaches a kept position; in a left-padded batch the wrapper places
+memory tokens right before each row's first real position, so that position reads them, as it
+would with the row alone. ``shift_tokens`` is an int for every block
 or a tuple with one value per block of the plan (``len(plan)``: 2 * depth by default, e.g. 12
 for depth 6, counting attention and feedforward blocks alike).
 

@@ -22,17 +22,18 @@ from .span import PositionSpan
 @dataclass(frozen=True)
 class Infusion:
     """Sinusoids at the query positions (i, d) of a span and at the positions of the keys
-    projected in this call (n, d), as the span declares them."""
+    projected in this call (n, d), as the span declares them; (b, i, d) and (b, n, d) when the
+    span has a row offset (left-padded rows)."""
 
     query: Tensor
     key: Tensor
 
     def infuse(self, q_input: Tensor, k_input: Tensor) -> tuple[Tensor, Tensor]:
         """Add positions to q_input (b, i, d) and k_input (b, n, d)."""
-        if k_input.shape[-2] != self.key.shape[0]:
+        if k_input.shape[-2] != self.key.shape[-2]:
             raise ValueError(
                 f"{k_input.shape[-2]} key inputs, but the position span declares "
-                f"{self.key.shape[0]} keys projected in this call"
+                f"{self.key.shape[-2]} keys projected in this call"
             )
         return q_input + self.query.to(q_input.dtype), k_input + self.key.to(k_input.dtype)
 

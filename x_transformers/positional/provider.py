@@ -13,7 +13,7 @@ Cross-attention never receives positions: its queries and keys belong to differe
 (T5 likewise has no relative bias in cross-attention).
 
 Every scheme here is computed from explicit positions, so each supports an offset (a KV cache,
-Transformer-XL memories).
+Transformer-XL memories) and a per-row offset (left-padded rows of different lengths).
 
 Shape letters: b batch, h heads, i queries, j keys, d features.
 """
@@ -93,6 +93,7 @@ class PositionProvider(nn.Module):
         offset: int | Tensor = 0,
         key_start: int | Tensor | None = None,
         num_new_keys: int | None = None,
+        row_offset: Tensor | None = None,
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
@@ -100,10 +101,13 @@ class PositionProvider(nn.Module):
         """Positions for queries at ``offset + arange(num_queries)`` and keys ending with the last
         query (``num_keys`` defaults to ``offset + num_queries``, i.e. keys from position 0;
         ``key_start`` overrides where the keys begin; ``num_new_keys``: a KV cache projects keys
-        for the newest positions only). ``dtype`` is the activations' dtype: the
+        for the newest positions only; ``row_offset`` (b,): every position of row b is shifted
+        down by it, for left-padded rows). ``dtype`` is the activations' dtype: the
         schemes compute in it promoted to at least float32 with autocast off, and the bias is
         returned in it."""
-        span = PositionSpan.for_lengths(num_queries, num_keys, offset, key_start, num_new_keys)
+        span = PositionSpan.for_lengths(
+            num_queries, num_keys, offset, key_start, num_new_keys, row_offset
+        )
         compute_dtype = torch.promote_types(dtype, torch.float32)
         with autocast_disabled(device):
             bias = _evaluate(self.score_bias, span, device, compute_dtype)

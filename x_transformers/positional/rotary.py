@@ -39,8 +39,11 @@ def rotate_half(x: Tensor) -> Tensor:
 
 
 def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate the first ``r = cos.shape[-1]`` features of x (..., n, d) by cos/sin (n, r); the
-    rotation runs in the dtype of cos/sin (>= float32) and the result has x's dtype."""
+    """Rotate the first ``r = cos.shape[-1]`` features of x (b, h, n, d) by cos/sin (n, r), or
+    (b, n, r) with one set of positions per row; the rotation runs in the dtype of cos/sin
+    (>= float32) and the result has x's dtype."""
+    if cos.ndim == 3:  # per row: (b, n, r) -> (b, 1, n, r), broadcast over the heads
+        cos, sin = cos[:, None], sin[:, None]
     rotated_dim = cos.shape[-1]
     compute_dtype = torch.promote_types(x.dtype, cos.dtype)
     rotated = x[..., :rotated_dim].to(compute_dtype)
@@ -54,7 +57,8 @@ def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class Rotation:
     """Cosines and sines (xPos scale folded in) of one :class:`PositionSpan`: query-side at the
     query positions (i, r), key-side at the positions of the keys projected in this call (n, r),
-    as the span declares them (:attr:`PositionSpan.new_key_start`)."""
+    as the span declares them (:attr:`PositionSpan.new_key_start`); (b, i, r) and (b, n, r)
+    when the span has a row offset (left-padded rows)."""
 
     query_cos: Tensor
     query_sin: Tensor
@@ -67,10 +71,10 @@ class Rotation:
 
     def rotate_keys(self, k: Tensor) -> Tensor:
         """k (b, h, n, d): the keys projected in this call, at the span's new-key positions."""
-        if k.shape[-2] != self.key_cos.shape[0]:
+        if k.shape[-2] != self.key_cos.shape[-2]:
             raise ValueError(
                 f"{k.shape[-2]} keys to rotate, but the position span declares "
-                f"{self.key_cos.shape[0]} keys projected in this call"
+                f"{self.key_cos.shape[-2]} keys projected in this call"
             )
         return apply_rotation(k, self.key_cos, self.key_sin)
 
@@ -101,15 +105,15 @@ class RotaryEmbedding(nn.Module):
         return (k + XPOS_GAMMA) / (1 + XPOS_GAMMA)
 
     def angles(self, positions: Tensor) -> Tensor:
-        """(n,) float positions -> (n, r) angles, repeated for the two halves."""
+        """(..., n) float positions -> (..., n, r) angles, repeated for the two halves."""
         frequencies = self.frequencies(positions.device, positions.dtype)
-        angles = positions[:, None] * frequencies[None, :]  # (n, r/2), elementwise: no autocast
+        angles = positions[..., None] * frequencies  # (..., n, r/2), elementwise: no autocast
         return torch.cat((angles, angles), dim=-1)
 
     def xpos_scale(self, positions: Tensor) -> Tensor:
-        """(n,) float positions -> (n, r) ``zeta^(p / scale_base)``."""
+        """(..., n) float positions -> (..., n, r) ``zeta^(p / scale_base)``."""
         zeta = self.xpos_zeta(positions.device, positions.dtype)
-        scale = zeta[None, :] ** (positions[:, None] / self.xpos_scale_base)  # (n, r/2)
+        scale = zeta ** (positions[..., None] / self.xpos_scale_base)  # (..., n, r/2)
         return torch.cat((scale, scale), dim=-1)
 
     def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Rotation:

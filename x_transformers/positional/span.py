@@ -17,7 +17,14 @@ and positioned, by earlier calls. Rotary and position-infused attention place th
 from these fields, never from tensor lengths. Starts may be Python ints or 0-d
 integer tensors (a static cache's write position), so nothing here syncs with the host.
 
-Shape letters: i queries, j keys.
+A batch of prompts of different lengths is left-padded; ``row_offset`` (b,) then says, per row,
+how far every position of that row is shifted down (the row's first real position is 0, its
+padding negative), so a row sees the positions it would see alone. The offset is the same for
+the queries and the keys of a row, so distances (relative biases: T5, ALiBi, dynamic) do not
+change; only the schemes that read positions themselves (rotary and xPos, whose keys meet
+unrotated memory key/values; position-infused attention) give one set per row.
+
+Shape letters: b batch, i queries, j keys.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ class PositionSpan:
     key_start: int | Tensor = 0
     # the keys projected in this call: None means every key of the span (from key_start)
     num_new_keys: int | None = None
+    # (b,) subtracted from every position of row b (left-padded rows); None: the same for all
+    row_offset: Tensor | None = None
 
     @property
     def new_key_count(self) -> int:
@@ -60,11 +69,13 @@ class PositionSpan:
         offset: int | Tensor = 0,
         key_start: int | Tensor | None = None,
         num_new_keys: int | None = None,
+        row_offset: Tensor | None = None,
     ) -> PositionSpan:
         """Queries at ``offset + arange(num_queries)``; ``num_keys`` defaults to every position
         up to the last query (``offset + num_queries``); keys end with the last query unless
         ``key_start`` says otherwise; ``num_new_keys`` (at most ``num_queries``) is how many of
-        the newest positions this call projects keys for (None: all keys of the span)."""
+        the newest positions this call projects keys for (None: all keys of the span);
+        ``row_offset`` (b,) shifts every position of each row down (left-padded rows)."""
         if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 1:
             raise ValueError(f"num_queries must be a positive int, got {num_queries!r}")
         if num_keys is None:
@@ -79,7 +90,10 @@ class PositionSpan:
             raise ValueError(
                 f"num_new_keys must lie in [0, num_queries={num_queries}], got {num_new_keys}"
             )
-        return cls(num_queries, num_keys, offset, key_start, num_new_keys)
+        if row_offset is not None and (not isinstance(row_offset, Tensor) or row_offset.ndim != 1):
+            shape = tuple(row_offset.shape) if isinstance(row_offset, Tensor) else row_offset
+            raise ValueError(f"row_offset must be a (batch,) tensor, got {shape!r}")
+        return cls(num_queries, num_keys, offset, key_start, num_new_keys, row_offset)
 
     @property
     def delta(self) -> int | Tensor:
@@ -87,16 +101,25 @@ class PositionSpan:
         return self.query_start - self.key_start
 
     def query_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
-        """(i,) positions of the queries."""
-        return (torch.arange(self.num_queries, device=device) + self.query_start).to(dtype)
+        """(i,) positions of the queries; (b, i) with a row offset."""
+        positions = torch.arange(self.num_queries, device=device) + self.query_start
+        return self._per_row(positions, dtype)
 
     def key_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
-        """(j,) positions of the keys."""
-        return (torch.arange(self.num_keys, device=device) + self.key_start).to(dtype)
+        """(j,) positions of the keys; (b, j) with a row offset."""
+        positions = torch.arange(self.num_keys, device=device) + self.key_start
+        return self._per_row(positions, dtype)
 
     def new_key_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
-        """(n,) positions of the keys projected in this call."""
-        return (torch.arange(self.new_key_count, device=device) + self.new_key_start).to(dtype)
+        """(n,) positions of the keys projected in this call; (b, n) with a row offset."""
+        positions = torch.arange(self.new_key_count, device=device) + self.new_key_start
+        return self._per_row(positions, dtype)
+
+    def _per_row(self, positions: Tensor, dtype: torch.dtype) -> Tensor:
+        """(n,) positions -> (n,), or (b, n) shifted down by each row's offset."""
+        if self.row_offset is not None:
+            positions = positions[None, :] - self.row_offset.to(positions.device)[:, None]
+        return positions.to(dtype)
 
     def distances(self, device: torch.device) -> Tensor:
         """(i, j) integer ``query_position - key_position``: positive when the key is earlier."""

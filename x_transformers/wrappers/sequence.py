@@ -23,7 +23,7 @@ from ..generation.kv_cache import resolve_cache, sequence_offset
 from ..hub.mixin import PretrainedMixin
 from ..layers.validation import check_mask
 from ..options import WrapperOptions
-from .memory_tokens import build_memory_tokens, run_layers
+from .memory_tokens import build_memory_tokens, check_row_starts, run_layers
 from .stem import SequenceStem, package_outputs
 
 
@@ -97,19 +97,21 @@ class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
         ``mems=`` to the next segment; ``return_intermediates=True`` gives ``(out,
         intermediates)``, which also serve as a KV cache: ``model(x_next, cache=intermediates)``
         continues with only the new positions. ``seq_start_pos`` (b,) is each row's first real
-        position in a left-padded batch (absolute positions start there). Real-valued inputs
-        are zeroed where ``mask`` is False and must be finite where it is True (``ValueError``;
-        an asynchronous device assertion off the CPU)."""
+        position in a left-padded batch (every position scheme and the memory tokens start there).
+        Real-valued inputs are zeroed where ``mask`` is False and must be finite where it is True
+        (``ValueError``; an asynchronous device assertion off the CPU)."""
         self.check_inputs(x)
         check_mask(x, mask, "mask")
         x = zero_masked_and_check_finite(x, mask, "x")  # real-valued inputs; token ids pass
         record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
         cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
+        seq_start_pos = check_row_starts(seq_start_pos, x, cache)  # (b,) or None
         offset = sequence_offset(cache, seq_start_pos)
         check_learned_positions(self.stem.pos_emb, offset, x.shape[1])
         embedded = self.add_token_types(self.embed(x), x, token_type_ids)
         h, mask = self.stem(embedded, mask, prepend_embeds, offset=offset)
         past = {"mems": mems, "return_mems": return_mems, "cache": cache}
+        past["seq_start_pos"] = seq_start_pos  # positions and memory tokens per row
         h, intermediates = run_layers(
             self, h, mask, x.shape[1], return_attn=return_attn, **past, **layer_inputs
         )

@@ -1,0 +1,203 @@
+"""A ragged batch equals each prompt alone, over the feature matrix (issue 13, item 2).
+
+Prompts of different lengths are left-padded into one batch (``left_pad_prompts``); every row
+must then get exactly what it gets alone: the logits of the prefill and of every decode step
+(float64, tight tolerance), and the greedy tokens of ``generate`` given a list of prompts or a
+padded tensor with ``prompt_lens``. Checked for every decoder row of the feature matrix, with
+the dynamic and the static KV cache (rows that can be cached) and by recomputation (every row),
+plus the combinations that issue 13 found broken, so a future feature that reads positions or
+neighbouring tokens without honouring each row's start fails here.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.feature_matrix import NUM_TOKENS, build_model, case, cases_for
+from x_transformers import AutoregressiveWrapper
+from x_transformers.generation.decode import left_pad_prompts, open_session
+from x_transformers.positional import PositionSpan
+from x_transformers.positional.rotary import RotaryEmbedding
+from x_transformers.wrappers.memory_tokens import PrefixPlacement
+
+NO_ABS = {"use_abs_pos_emb": False}
+NO_CACHE = ("decoder", "no_cache")
+# the combinations issue 13 found to differ from each prompt alone (item 2)
+ISSUE_CASES = [
+    case("ragged_rotary_mem_kv", wrapper_kwargs=NO_ABS, rotary_pos_emb=True, attn_num_mem_kv=2),
+    case("ragged_xpos_mem_kv", wrapper_kwargs=NO_ABS, rotary_xpos=True, attn_num_mem_kv=2),
+    case(
+        "ragged_rotary_memory_tokens",
+        wrapper_kwargs={**NO_ABS, "num_memory_tokens": 2},
+        rotary_pos_emb=True,
+    ),
+    case(
+        "ragged_xpos_memory_tokens",
+        wrapper_kwargs={**NO_ABS, "num_memory_tokens": 2},
+        rotary_xpos=True,
+    ),
+    case(
+        "ragged_infused_memory_tokens",
+        wrapper_kwargs={**NO_ABS, "num_memory_tokens": 2},
+        position_infused_attn=True,
+    ),
+    case(
+        "ragged_shift_memory_tokens",
+        tags=NO_CACHE,
+        wrapper_kwargs={"num_memory_tokens": 2},
+        shift_tokens=1,
+    ),
+    case(
+        "ragged_shift_2_memory_tokens_rotary",
+        tags=NO_CACHE,
+        wrapper_kwargs={**NO_ABS, "num_memory_tokens": 3},
+        shift_tokens=2,
+        rotary_pos_emb=True,
+    ),
+]
+LENGTHS = (2, 6, 4)  # the longest first would hide a row that reads its neighbours' padding
+STEPS = 4
+TIGHT = {"rtol": 1e-9, "atol": 1e-9}
+
+
+def _params(rows):
+    return [pytest.param(row, id=row.id) for row in rows]
+
+
+DECODER_ROWS = [p.values[0] for p in cases_for("decoder")] + ISSUE_CASES
+TOKEN_ROWS = [row for row in DECODER_ROWS if "not_token_logits" not in row.tags]
+
+
+def modes_of(row) -> tuple[str, ...]:
+    """How a row decodes: with either cache kind when it can be cached, and by recomputation."""
+    if "no_cache" in row.tags:
+        return ("recompute",)
+    return ("dynamic", "static", "recompute")
+
+
+def prompts_and_continuation():
+    generator = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(0, NUM_TOKENS, (n,), generator=generator) for n in LENGTHS]
+    continuation = torch.randint(0, NUM_TOKENS, (len(LENGTHS), STEPS), generator=generator)
+    return prompts, continuation
+
+
+def session_outputs(model, prompts, continuation, mode):
+    """The outputs (b, steps + 1, v) of a decode session: the prefill of the (left-padded)
+    prompts, then one step per token of ``continuation`` (b, steps)."""
+    batch = left_pad_prompts(prompts)
+    spec = model.decoding_spec()
+    cache_kv = mode != "recompute"
+    kind = "dynamic" if mode == "recompute" else mode
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # a row that cannot be cached says so; recomputing is fine
+        session = open_session(
+            model,
+            spec,
+            batch.tokens.shape[1],
+            STEPS,
+            cache_kv=cache_kv,
+            cache_kind=kind,
+            layer_inputs={},
+            where="test",
+        )
+        outputs = [session.prefill(batch.tokens, batch.mask, batch.start_positions)]
+        for step in range(STEPS):
+            outputs.append(session.step(continuation[:, step : step + 1]))
+    return torch.stack(outputs, dim=1)
+
+
+def assert_rows_equal_alone(row, mode):
+    model = build_model(row, "decoder")
+    prompts, continuation = prompts_and_continuation()
+    batched = session_outputs(model, prompts, continuation, mode)
+    for index, prompt in enumerate(prompts):
+        alone = session_outputs(model, [prompt], continuation[index : index + 1], mode)
+        torch.testing.assert_close(
+            batched[index],
+            alone[0],
+            **TIGHT,
+            msg=lambda m, i=index: f"{row.id} ({mode}): row {i} differs from alone\n{m}",
+        )
+
+
+@pytest.mark.parametrize("row", _params(DECODER_ROWS))
+def test_a_ragged_batch_equals_each_prompt_alone(row):
+    """The logits of the prefill and of every step, per row, with every way the row decodes."""
+    for mode in modes_of(row):
+        assert_rows_equal_alone(row, mode)
+
+
+@pytest.mark.parametrize("row", _params(TOKEN_ROWS))
+def test_greedy_generation_of_a_ragged_batch_equals_each_prompt_alone(row):
+    """The public entry points: a list of prompts (dynamic cache) and a padded tensor with
+    ``prompt_lens`` (static cache); rows that cannot be cached recompute, with a warning."""
+    wrapper = AutoregressiveWrapper(build_model(row, "decoder"))
+    prompts, _ = prompts_and_continuation()
+    longest = max(LENGTHS)
+    padded = torch.stack([F.pad(p, (longest - len(p), 0), value=1) for p in prompts])
+    lens = torch.tensor(LENGTHS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = torch.stack([wrapper.generate(p, STEPS, temperature=0.0) for p in prompts])
+        listed = wrapper.generate(prompts, STEPS, temperature=0.0, cache_kind="dynamic")
+        by_lens = wrapper.generate(
+            padded, STEPS, temperature=0.0, prompt_lens=lens, cache_kind="static"
+        )
+    assert torch.equal(listed, alone), (row.id, "dynamic", listed, alone)
+    assert torch.equal(by_lens, alone), (row.id, "static, prompt_lens", by_lens, alone)
+
+
+# --- the mechanism: per-row positions and prefix placement -----------------------------------
+
+
+def test_a_row_offset_shifts_every_position_of_its_row():
+    span = PositionSpan.for_lengths(3, 5, offset=2, row_offset=torch.tensor([0, 2]))
+    assert span.query_positions(torch.device("cpu")).tolist() == [[2, 3, 4], [0, 1, 2]]
+    assert span.key_positions(torch.device("cpu")).tolist() == [[0, 1, 2, 3, 4], [-2, -1, 0, 1, 2]]
+    plain = PositionSpan.for_lengths(3, 5, offset=2)
+    assert torch.equal(span.distances(torch.device("cpu")), plain.distances(torch.device("cpu")))
+    with pytest.raises(ValueError, match="row_offset"):
+        PositionSpan.for_lengths(3, row_offset=torch.tensor([[0], [2]]))
+
+
+@pytest.mark.parametrize("xpos", [None, 8.0])
+def test_per_row_rotation_equals_each_rows_own_offset(xpos):
+    rotary = RotaryEmbedding(8, xpos_scale_base=xpos)
+    q, k = torch.randn(2, 3, 4, 8, dtype=torch.float64), torch.randn(2, 3, 4, 8)
+    offsets = torch.tensor([0, 3])
+    span = PositionSpan.for_lengths(4, 4, offset=5, row_offset=offsets)
+    rotation = rotary(span, torch.device("cpu"), torch.float64)
+    for row, shift in enumerate(offsets.tolist()):
+        alone = rotary(PositionSpan.for_lengths(4, 4, offset=5 - shift), q.device, torch.float64)
+        torch.testing.assert_close(
+            rotation.rotate_queries(q)[row], alone.rotate_queries(q[row : row + 1])[0]
+        )
+        torch.testing.assert_close(
+            rotation.rotate_keys(k)[row], alone.rotate_keys(k[row : row + 1])[0]
+        )
+
+
+def test_prefix_placement_moves_the_prefix_after_each_rows_padding():
+    given = torch.tensor([[10, 11, 0, 0, 1, 2], [10, 11, 1, 2, 3, 4]])  # prefix of 2, then pads
+    placement = PrefixPlacement(2, torch.tensor([2, 0]), given.shape[1])
+    placed = placement.place(given)
+    assert placed.tolist() == [[0, 0, 10, 11, 1, 2], [10, 11, 1, 2, 3, 4]]
+    assert torch.equal(placement.restore(placed), given)
+
+
+def test_row_starts_are_checked():
+    model = build_model(case("plain"), "decoder")
+    x = torch.randint(0, NUM_TOKENS, (2, 5))
+    with pytest.raises(ValueError, match="seq_start_pos"):
+        model(x, seq_start_pos=torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="seq_start_pos"):
+        model(x, seq_start_pos=torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="one start per row"):
+        model(x, seq_start_pos=torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        model(x, seq_start_pos=torch.tensor([0.0, 1.0]))
