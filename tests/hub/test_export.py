@@ -135,3 +135,19 @@ def test_an_operation_onnx_lacks_names_the_feature():
     model = decoder(attn_sparse_topk=2).float()
     with pytest.raises(ExportError, match="'attn_sparse_topk' cannot be exported to ONNX"):
         export_onnx(model, tokens(6))
+
+
+def test_an_exported_greedy_loop_equals_generate():
+    from x_transformers import AutoregressiveWrapper
+
+    model = decoder(**CONFIGS["llama"])
+    prompt = tokens(4)
+    program, logits, state = export_decode_step(model, capacity=10, example=prompt)
+    step, generated = program.module(), []
+    with torch.no_grad():
+        for _ in range(6):
+            next_token = logits.argmax(dim=-1, keepdim=True)  # (b, 1)
+            generated.append(next_token)
+            logits, *state = step(next_token, *state)
+    expected = AutoregressiveWrapper(model).generate(prompt, 6, temperature=0.0)
+    assert torch.equal(torch.cat(generated, dim=1), expected)

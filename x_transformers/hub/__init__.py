@@ -12,6 +12,12 @@ import importlib
 
 _LAZY = {
     "ConfigError": ".config",
+    "DecodeStep": ".export",
+    "ExportError": ".export",
+    "export_decode_step": ".export",
+    "export_decode_step_onnx": ".export",
+    "export_forward": ".export",
+    "export_onnx": ".export",
     "PretrainedMixin": ".mixin",
     "WeightsError": ".serialization",
     "from_pretrained": ".serialization",

@@ -92,6 +92,19 @@ def retie(model: nn.Module, aliases: dict[str, str]) -> None:
 # ---------------------------------------------------------------------------- saving
 
 
+def to_json_text(value, indent: str = "") -> str:
+    """JSON with two-space indentation, but lists of plain values on one line, so that
+    ``"custom_layers": ["a", "f"]`` reads as it was typed."""
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(k)}: {to_json_text(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        items = [inner + to_json_text(v, inner) for v in value]
+        return "[\n" + ",\n".join(items) + f"\n{indent}]"
+    return json.dumps(value)
+
+
 def save_pretrained(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``config.json`` and ``model.safetensors`` of ``model`` into the folder ``path``
     (created if needed; the two files are replaced atomically, each on its own)."""
@@ -118,7 +131,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike) -> Path:
         "tied": aliases,
     }
     temporary = folder / f".{CONFIG_FILE}.tmp-{os.getpid()}"
-    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    temporary.write_text(to_json_text(document) + "\n", encoding="utf-8")
     os.replace(temporary, folder / CONFIG_FILE)
     return folder
 
