@@ -9,6 +9,10 @@ from x_transformers.options.table import feature_rows
 # keywords that the matrix's context-free token models cannot express, with where they are tested
 COVERED_ELSEWHERE = {
     "cross_residual_attn": "needs cross-attention; tests/unit/test_attention_residual.py",
+    # ViTransformerWrapper keywords: the matrix builds token models
+    "cls_token": "ViT; tests/unit/test_family_options.py, tests/parity/test_vit.py",
+    "pool": "ViT; tests/unit/test_family_options.py, tests/parity/test_vit.py",
+    "patch_norms": "ViT; tests/unit/test_family_options.py, tests/parity/test_vit.py",
 }
 
 

@@ -132,3 +132,39 @@ def test_continuous_wrapper_refuses_token_only_keywords():
             ContinuousTransformerWrapper(
                 max_seq_len=8, attn_layers=Encoder(dim=16, depth=1, heads=2), **{keyword: value}
             )
+
+
+def vit(**kwargs):
+    from x_transformers import ViTransformerWrapper
+
+    torch.manual_seed(0)
+    return ViTransformerWrapper(
+        image_size=8,
+        patch_size=4,
+        num_classes=3,
+        attn_layers=Encoder(dim=16, depth=1, heads=2, attn_dim_head=8),
+        **kwargs,
+    )
+
+
+def test_vit_class_token_and_pooling():
+    img = torch.randn(2, 3, 8, 8)
+    model = vit(cls_token=True, pool="cls", patch_norms=False, pooler=True)
+    hidden = model(img, return_embeddings=True)
+    assert hidden.shape == (2, 5, 16) and model.pos_embedding.shape == (5, 16)
+    torch.testing.assert_close(model(img), model.mlp_head(hidden[:, 0]))
+    torch.testing.assert_close(model.pool(hidden), torch.tanh(model.pooler.dense(hidden[:, 0])))
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in model.patch_to_embedding)
+    mean = vit(cls_token=True)
+    hidden = mean(img, return_embeddings=True)
+    torch.testing.assert_close(mean(img), mean.mlp_head(hidden.mean(dim=1)))
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in mean.patch_to_embedding) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"pool": "cls"}, "'pool'='cls' needs 'cls_token'=True"), ({"pool": "max"}, "'pool' must")],
+)
+def test_vit_options_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        vit(**kwargs)

@@ -14,6 +14,7 @@ from .feedforward import FeedForwardOptions
 from .positions import PositionOptions
 from .routing import LEGACY_ALIASES
 from .spec import describe
+from .vit import ViTOptions
 from .wrapper import WrapperOptions
 
 START, END = "<!-- feature-table:start -->", "<!-- feature-table:end -->"
@@ -25,6 +26,7 @@ GROUPS = (
     (FeedForwardOptions, "ff_", "layers"),
     (BlockOptions, "", "layers"),
     (PositionOptions, "", "layers"),
+    (ViTOptions, "", "ViTransformerWrapper"),
 )
 
 

@@ -13,7 +13,9 @@ from torch import Tensor, nn
 
 from ..hub.mixin import PretrainedMixin
 from ..layers import AttentionLayers
+from ..options.vit import ViTOptions
 from ..options.wrapper import check_size
+from .heads import Pooler
 from .stem import package_outputs
 from .token import check_attn_layers
 
@@ -28,6 +30,8 @@ class ViTransformerWrapper(PretrainedMixin, nn.Module):
         num_classes: size of the classification head; ``None`` returns embeddings only.
         channels: input channels.
         emb_dropout: dropout after the patch embedding.
+        cls_token, pool, patch_norms, pooler: see :class:`x_transformers.options.vit.ViTOptions`
+            (the original ViT: ``cls_token=True, pool='cls', patch_norms=False``).
     """
 
     def __init__(
@@ -39,6 +43,10 @@ class ViTransformerWrapper(PretrainedMixin, nn.Module):
         num_classes: int | None = None,
         channels: int = 3,
         emb_dropout: float = 0.0,
+        cls_token: bool = False,
+        pool: str = "mean",
+        patch_norms: bool = True,
+        pooler: bool = False,
     ):
         super().__init__()
         check_attn_layers(attn_layers, "ViTransformerWrapper")
@@ -59,10 +67,15 @@ class ViTransformerWrapper(PretrainedMixin, nn.Module):
         self.image_size, self.patch_size, self.channels = image_size, patch_size, channels
         num_patches = (image_size // patch_size) ** 2
         patch_dim = channels * patch_size**2
-        self.patch_to_embedding = nn.Sequential(
-            nn.LayerNorm(patch_dim), nn.Linear(patch_dim, dim), nn.LayerNorm(dim)
+        self.options = o = ViTOptions(cls_token, pool, patch_norms, pooler)
+        norm_in, norm_out = (
+            (nn.LayerNorm(patch_dim), nn.LayerNorm(dim)) if patch_norms else (None,) * 2
         )
-        self.pos_embedding = nn.Parameter(torch.randn(num_patches, dim) * 0.02)
+        layers = [norm_in, nn.Linear(patch_dim, dim), norm_out]
+        self.patch_to_embedding = nn.Sequential(*[layer for layer in layers if layer is not None])
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02) if o.cls_token else None
+        self.pos_embedding = nn.Parameter(torch.randn(num_patches + o.cls_token, dim) * 0.02)
+        self.pooler = Pooler(dim) if o.pooler else None
         self.emb_dropout = nn.Dropout(emb_dropout)
         self.attn_layers = attn_layers
         self.mlp_head = nn.Linear(dim, num_classes) if num_classes is not None else None
@@ -92,10 +105,19 @@ class ViTransformerWrapper(PretrainedMixin, nn.Module):
             )
         p = self.patch_size
         patches = rearrange(img, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
-        x = self.emb_dropout(self.patch_to_embedding(patches) + self.pos_embedding)
+        x = self.patch_to_embedding(patches)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)  # (b, 1 + n, d)
+        x = self.emb_dropout(x + self.pos_embedding)
         x, intermediates = self.attn_layers(x, return_hiddens=True, return_attn=return_attn)
         if return_embeddings or self.mlp_head is None:
             out = x
         else:
-            out = self.mlp_head(x.mean(dim=1))
+            out = self.mlp_head(x[:, 0] if self.options.pool == "cls" else x.mean(dim=1))
         return package_outputs(out, intermediates, return_intermediates, return_attn)
+
+    def pool(self, hidden: Tensor) -> Tensor:
+        """The pooler (``pooler=True``) on final hidden states (b, n, d) -> (b, d)."""
+        if self.pooler is None:
+            raise ValueError("this model has no pooler; build it with pooler=True")
+        return self.pooler(hidden)
