@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from tests.feature_matrix import NUM_TOKENS, build_model, cases_for
-from x_transformers.generation.recurrence import Memories, next_memories, shift_memories
 
 SEGMENT, SEGMENTS = 4, 3
 TIGHT = {"rtol": 1e-10, "atol": 1e-10}
@@ -93,21 +92,6 @@ def test_padded_segments_equal_the_masked_long_pass(row):
         full = model(x, mask=mask)
         segments, _ = by_segments(model, x, mask)
     torch.testing.assert_close(segments[mask], full[mask], **TIGHT)
-
-
-def test_memories_carry_the_mask_through_shifts_and_cuts():
-    hiddens = [torch.randn(2, 3, 4) for _ in range(3)]
-    segment_mask = torch.tensor([[False, True, True], [True, True, True]])
-    first = next_memories(None, hiddens, max_mem_len=4, mask=segment_mask)
-    assert isinstance(first, Memories) and torch.equal(first.mask, segment_mask)
-    second = next_memories(first, hiddens, max_mem_len=6)  # an unmasked segment
-    assert second.mask.tolist() == [[False, True, True, True, True, True], [True] * 6]
-    assert next_memories(first, hiddens, max_mem_len=5).mask.all()  # the padding is cut off
-    shifted = shift_memories(second, 1)
-    assert shifted[0] is second[1] and shifted.mask is second.mask
-    assert next_memories(None, hiddens, max_mem_len=4).mask is None  # nothing padded
-    with pytest.raises(ValueError, match="mask"):
-        Memories(hiddens, torch.ones(2, 5, dtype=torch.bool))
 
 
 def test_plain_lists_of_memories_are_fully_visible():

@@ -17,12 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.feature_matrix import NUM_TOKENS, build_model, case, cases_for
+from tests.feature_matrix import MAX_SEQ_LEN, NUM_TOKENS, build_model, case, cases_for
 from x_transformers import AutoregressiveWrapper
 from x_transformers.generation.decode import left_pad_prompts, open_session
-from x_transformers.positional import PositionSpan
-from x_transformers.positional.rotary import RotaryEmbedding
-from x_transformers.wrappers.memory_tokens import PrefixPlacement
 
 NO_ABS = {"use_abs_pos_emb": False}
 NO_CACHE = ("decoder", "no_cache")
@@ -152,52 +149,16 @@ def test_greedy_generation_of_a_ragged_batch_equals_each_prompt_alone(row):
     assert torch.equal(by_lens, alone), (row.id, "static, prompt_lens", by_lens, alone)
 
 
-# --- the mechanism: per-row positions and prefix placement -----------------------------------
-
-
-def test_a_row_offset_shifts_every_position_of_its_row():
-    span = PositionSpan.for_lengths(3, 5, offset=2, row_offset=torch.tensor([0, 2]))
-    assert span.query_positions(torch.device("cpu")).tolist() == [[2, 3, 4], [0, 1, 2]]
-    assert span.key_positions(torch.device("cpu")).tolist() == [[0, 1, 2, 3, 4], [-2, -1, 0, 1, 2]]
-    plain = PositionSpan.for_lengths(3, 5, offset=2)
-    assert torch.equal(span.distances(torch.device("cpu")), plain.distances(torch.device("cpu")))
-    with pytest.raises(ValueError, match="row_offset"):
-        PositionSpan.for_lengths(3, row_offset=torch.tensor([[0], [2]]))
-
-
-@pytest.mark.parametrize("xpos", [None, 8.0])
-def test_per_row_rotation_equals_each_rows_own_offset(xpos):
-    rotary = RotaryEmbedding(8, xpos_scale_base=xpos)
-    q, k = torch.randn(2, 3, 4, 8, dtype=torch.float64), torch.randn(2, 3, 4, 8)
-    offsets = torch.tensor([0, 3])
-    span = PositionSpan.for_lengths(4, 4, offset=5, row_offset=offsets)
-    rotation = rotary(span, torch.device("cpu"), torch.float64)
-    for row, shift in enumerate(offsets.tolist()):
-        alone = rotary(PositionSpan.for_lengths(4, 4, offset=5 - shift), q.device, torch.float64)
-        torch.testing.assert_close(
-            rotation.rotate_queries(q)[row], alone.rotate_queries(q[row : row + 1])[0]
-        )
-        torch.testing.assert_close(
-            rotation.rotate_keys(k)[row], alone.rotate_keys(k[row : row + 1])[0]
-        )
-
-
-def test_prefix_placement_moves_the_prefix_after_each_rows_padding():
-    given = torch.tensor([[10, 11, 0, 0, 1, 2], [10, 11, 1, 2, 3, 4]])  # prefix of 2, then pads
-    placement = PrefixPlacement(2, torch.tensor([2, 0]), given.shape[1])
-    placed = placement.place(given)
-    assert placed.tolist() == [[0, 0, 10, 11, 1, 2], [10, 11, 1, 2, 3, 4]]
-    assert torch.equal(placement.restore(placed), given)
-
-
-def test_row_starts_are_checked():
-    model = build_model(case("plain"), "decoder")
-    x = torch.randint(0, NUM_TOKENS, (2, 5))
-    with pytest.raises(ValueError, match="seq_start_pos"):
-        model(x, seq_start_pos=torch.tensor([0, 5]))
-    with pytest.raises(ValueError, match="seq_start_pos"):
-        model(x, seq_start_pos=torch.tensor([0, -1]))
-    with pytest.raises(ValueError, match="one start per row"):
-        model(x, seq_start_pos=torch.tensor([0, 1, 2]))
-    with pytest.raises(TypeError, match="integer tensor"):
-        model(x, seq_start_pos=torch.tensor([0.0, 1.0]))
+@pytest.mark.parametrize("row", _params(ISSUE_CASES))
+def test_ragged_generation_past_the_window_equals_each_prompt_alone(row):
+    """Past ``max_seq_len`` a dynamic cache slides (or decoding recomputes the window), and the
+    rows still get what they get alone."""
+    wrapper = AutoregressiveWrapper(build_model(row, "decoder"))
+    prompts, _ = prompts_and_continuation()
+    steps = MAX_SEQ_LEN  # every row goes past the window
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for options in ({"cache_kind": "dynamic"}, {"cache_kind": "static"}, {"cache_kv": False}):
+            alone = [wrapper.generate(p, steps, temperature=0.0, **options) for p in prompts]
+            batched = wrapper.generate(prompts, steps, temperature=0.0, **options)
+            assert torch.equal(batched, torch.stack(alone)), (row.id, options)
