@@ -23,6 +23,15 @@ _LAZY = {
     "from_pretrained": ".serialization",
     "load_pretrained": ".serialization",
     "save_pretrained": ".serialization",
+    # converters of the reference families (Hugging Face model objects)
+    "UnsupportedConfigError": ".families",
+    "from_hf_bert": ".bert",
+    "from_hf_gpt2": ".gpt2",
+    "from_hf_llama": ".llama",
+    "from_hf_t5": ".t5",
+    "from_hf_vit": ".vit",
+    "to_hf_gpt2": ".gpt2",
+    "to_hf_llama": ".llama",
 }
 
 __all__ = sorted(_LAZY)
