@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.feature_matrix import build_model as build_matrix_model
+from tests.feature_matrix import cases_for
 from x_transformers import Decoder, TransformerWrapper
 from x_transformers.hub.export import (
     DecodeStep,
@@ -60,6 +62,19 @@ def test_exported_forward_equals_eager(name):
         torch.testing.assert_close(program.module()(other), model(other), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", cases_for("decoder"))
+def test_every_matrix_decoder_exports(case):
+    model = build_matrix_model(case, "decoder")
+    x = tokens(7, seed=3) % 29
+    if case.wrapper_kwargs.get("max_mem_len", 0) > 0:
+        with pytest.raises(ExportError, match="'max_mem_len'"):
+            export_forward(model, x)
+        return
+    with torch.no_grad():
+        torch.testing.assert_close(export_forward(model, x).module()(x), model(x))
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_exported_decode_step_continues_the_prompt(name):
     model = decoder(**CONFIGS[name])
@@ -105,9 +120,15 @@ def run_onnx(program, *inputs):
     return [torch.from_numpy(o) for o in outputs]
 
 
-def test_onnx_forward_equals_eager(tmp_path):
+ONNX_CONFIGS = [
+    pytest.param(name, marks=() if name == "llama" else pytest.mark.slow) for name in CONFIGS
+]
+
+
+@pytest.mark.parametrize("name", ONNX_CONFIGS)
+def test_onnx_forward_equals_eager(name, tmp_path):
     onnx_runtime("onnxscript")
-    model = decoder(**CONFIGS["llama"]).float()
+    model = decoder(**CONFIGS[name]).float()
     x = tokens(7)
     program = export_onnx(model, x, tmp_path / "model.onnx")
     assert (tmp_path / "model.onnx").stat().st_size > 0
