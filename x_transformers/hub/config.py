@@ -24,6 +24,8 @@ import inspect
 import math
 from typing import Any
 
+from torch import nn
+
 FORMAT = "x_transformers"
 FORMAT_VERSION = 1
 CLASS_KEY, KWARGS_KEY = "class", "kwargs"
@@ -45,7 +47,8 @@ class Configurable:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        REGISTRY[cls.__name__] = cls
+        if issubclass(cls, nn.Module):
+            REGISTRY[cls.__name__] = cls
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording(cls.__init__)
 
