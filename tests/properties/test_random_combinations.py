@@ -10,7 +10,9 @@ with a ``ValueError`` / ``TypeError`` naming one of its keywords, or that it sat
 - causality (a decoder's outputs up to t never depend on inputs after t);
 - cache equals recomputation (a decoder that declares no KV-cache blocker decodes stepwise to
   the full forward; one that declares blockers refuses a cache naming them);
-- padding invariance (kept positions never depend on padded ones).
+- padding invariance (kept positions never depend on padded ones);
+- a ragged batch equals each prompt alone (``test_ragged.py``: left-padded prompts of different
+  lengths decode, per row, to the outputs of each prompt alone).
 
 The quick set runs ``QUICK`` combinations (well under a minute on one core); the ``slow`` set runs
 ``SLOW`` more (``pytest -m slow``). A failure's test id names its rows, kind and draw index; the
@@ -27,6 +29,7 @@ import pytest
 import torch
 
 from tests.feature_matrix import CASES, NUM_TOKENS, FeatureCase, build_model, case
+from tests.properties.test_ragged import check_ragged_batch
 from x_transformers.generation.kv_cache import DynamicKVCache
 
 SEED, QUICK, SLOW = 13, 32, 300
@@ -163,6 +166,7 @@ def check_combination(combination: Combination) -> None:
     if combination.kind == "decoder":
         check_causality(model)
         check_cache_equals_recomputation(model)
+        check_ragged_batch(model, combination.id)
 
 
 def test_the_sampler_is_seeded_and_mixes_rows():
