@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import importlib
 
-from .layers import AttentionLayers, CrossAttender, Decoder, Encoder
+from .attention import Attend, Attention
+from .feedforward import FeedForward
+from .layers import AttentionLayers, CrossAttender, Decoder, Encoder, PrefixDecoder
 from .norms import RMSNorm, ScaleNorm
 
 _LAZY = {
     "AutoregressiveWrapper": ".generation",
     "ContinuousAutoregressiveWrapper": ".generation",
+    "NonAutoregressiveWrapper": ".generation",
     "XLAutoregressiveWrapper": ".generation",
     "ContinuousTransformerWrapper": ".wrappers",
     "TransformerWrapper": ".wrappers",
@@ -23,6 +26,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "Attend",
+    "Attention",
     "AttentionLayers",
     "AutoregressiveWrapper",
     "ContinuousAutoregressiveWrapper",
@@ -30,6 +35,9 @@ __all__ = [
     "CrossAttender",
     "Decoder",
     "Encoder",
+    "FeedForward",
+    "NonAutoregressiveWrapper",
+    "PrefixDecoder",
     "RMSNorm",
     "ScaleNorm",
     "TransformerWrapper",

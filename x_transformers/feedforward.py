@@ -80,10 +80,25 @@ class FeedForward(nn.Module):
 
     ``proj_in`` is ``Linear(d, h) + activation``, or a :class:`GLU` with ``ff_glu``; disabled
     stages (the post-activation norm) are ``nn.Identity``.
+
+    On its own, ``FeedForward(dim)`` uses the defaults; options go as the fields of
+    :class:`~x_transformers.options.FeedForwardOptions` without the ``ff_`` prefix
+    (``FeedForward(512, mult=2, glu=True)``) or as one ``options=`` object, not both.
     """
 
-    def __init__(self, dim: int, options: FeedForwardOptions, dim_out: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        options: FeedForwardOptions | None = None,
+        dim_out: int | None = None,
+        **fields,
+    ):
         super().__init__()
+        if options is not None and fields:
+            raise TypeError(
+                f"FeedForward: give 'options' or the keywords {sorted(fields)}, not both"
+            )
+        options = FeedForwardOptions(**fields) if options is None else options
         hidden = hidden_width(dim, options)
         bias = not options.no_bias
         activation = build_activation(options)

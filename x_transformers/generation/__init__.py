@@ -5,6 +5,7 @@ from .continuous import ContinuousAutoregressiveWrapper
 from .decode import DecodeSession, decode_step, eval_mode, left_pad_prompts
 from .interface import DecodingSpec, cache_capacity
 from .kv_cache import DynamicKVCache, StaticKVCache, kv_cache_blockers
+from .non_autoregressive import NonAutoregressiveWrapper
 from .recurrence import Memories, XLAutoregressiveWrapper
 from .sampling import min_p, sample_next_token, top_k, top_p
 
@@ -15,6 +16,7 @@ __all__ = [
     "DecodingSpec",
     "DynamicKVCache",
     "Memories",
+    "NonAutoregressiveWrapper",
     "StaticKVCache",
     "XLAutoregressiveWrapper",
     "cache_capacity",
