@@ -13,6 +13,8 @@ COVERED_ELSEWHERE = {
     "cls_token": "ViT; tests/unit/test_family_options.py, tests/parity/test_vit.py",
     "pool": "ViT; tests/unit/test_family_options.py, tests/parity/test_vit.py",
     "patch_norms": "ViT; tests/unit/test_family_options.py, tests/parity/test_vit.py",
+    # ContinuousTransformerWrapper keyword: the matrix builds token models
+    "probabilistic": "continuous; tests/unit/test_wrappers_pooling.py",
 }
 
 

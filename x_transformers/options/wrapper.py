@@ -43,6 +43,18 @@ class WrapperOptions:
     )
     # dense + tanh on the first position's final hidden state (BERT / ViT pooler)
     pooler: bool = option(False, "pooler: dense + tanh on the first token, model.pool(hidden)")
+    # --- pooling and heads (x_transformers.wrappers.pooling; issue 15) ------------------------
+    # forward gives one vector per row: return_embeddings (b, d), the head (b, logits_dim)
+    use_cls_token: bool = option(
+        False, "learned class token in front; output pooled from it (b, ...)", "1810.04805"
+    )
+    average_pool_embed: bool = option(
+        False, "output pooled by the masked mean of the final embeddings (b, ...)"
+    )
+    # ContinuousTransformerWrapper: outputs (..., dim_out, 2) = (mean, log-variance)
+    probabilistic: bool = option(
+        False, "continuous: mean and log-variance heads, Gaussian NLL loss and sampling"
+    )
     # --- memory and recurrence (x_transformers.wrappers.memory_tokens, generation.recurrence) ---
     num_memory_tokens: int = option(
         0, "learned memory tokens through all layers, stripped from the output", "2006.11527"
@@ -64,6 +76,10 @@ class WrapperOptions:
         if not 0.0 <= self.emb_dropout < 1.0:
             raise ValueError(f"'emb_dropout' must be in [0, 1), got {self.emb_dropout}")
         _check_family_options(self)
+        if self.use_cls_token and self.average_pool_embed:
+            raise ValueError(
+                "'use_cls_token' and 'average_pool_embed' cannot be combined: each pools the output"
+            )
 
 
 def _check_family_options(o: WrapperOptions) -> None:

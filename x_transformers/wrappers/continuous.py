@@ -20,6 +20,10 @@ class ContinuousTransformerWrapper(SequenceWrapper):
     memories, ``prepend_embeds``, intermediates and the KV cache work as for
     ``TransformerWrapper``.
 
+    With ``probabilistic=True`` the head gives a mean and a log-variance per output feature:
+    the output is (b, n, dim_out, 2), ``[..., 0]`` the mean and ``[..., 1]`` the log-variance
+    of a Gaussian (the loss and sampling of ``ContinuousAutoregressiveWrapper`` use them).
+
     Args:
         max_seq_len: longest sequence the learned absolute positions cover.
         attn_layers: the layer stack.
@@ -53,7 +57,11 @@ class ContinuousTransformerWrapper(SequenceWrapper):
         self.dim_in, self.dim_out = dim_in or dim, dim_out or dim
         self.project_in = nn.Linear(dim_in, dim) if dim_in is not None else nn.Identity()
         self._build_trunk(dim, max_seq_len, attn_layers, options)
-        self.project_out = nn.Linear(dim, dim_out) if dim_out is not None else nn.Identity()
+        self.probabilistic = options.probabilistic
+        if options.probabilistic:  # mean and log-variance heads, side by side
+            self.project_out = nn.Linear(dim, self.dim_out * 2)
+        else:
+            self.project_out = nn.Linear(dim, dim_out) if dim_out is not None else nn.Identity()
 
     def check_inputs(self, x: Tensor) -> None:
         if x.ndim != 3 or x.shape[-1] != self.dim_in:
@@ -66,4 +74,7 @@ class ContinuousTransformerWrapper(SequenceWrapper):
         return self.project_in(x)
 
     def head(self, h: Tensor) -> Tensor:
-        return self.project_out(h)
+        out = self.project_out(h)
+        if self.probabilistic:  # (..., 2 * dim_out) -> (..., dim_out, 2): mean, log-variance
+            return out.unflatten(-1, (2, self.dim_out)).movedim(-2, -1)
+        return out

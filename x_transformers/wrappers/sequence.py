@@ -24,6 +24,7 @@ from ..hub.mixin import PretrainedMixin
 from ..layers.validation import check_mask
 from ..options import WrapperOptions
 from .memory_tokens import build_memory_tokens, check_row_starts, run_layers
+from .pooling import build_pooling
 from .stem import SequenceStem, package_outputs
 
 
@@ -39,6 +40,7 @@ class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
         self.memory_tokens = build_memory_tokens(options.num_memory_tokens, dim)
         self.max_mem_len, self.shift_mem_down = options.max_mem_len, options.shift_mem_down
         self.attn_layers = attn_layers
+        self.pooling = build_pooling(dim, options, attn_layers)  # use_cls_token, average_pool
 
     def decoding_spec(self) -> DecodingSpec:
         """What generation needs to know about this model (see
@@ -84,6 +86,7 @@ class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
         cache=None,
         seq_start_pos: Tensor | None = None,
         token_type_ids: Tensor | None = None,
+        return_logits_and_embeddings: bool = False,
         **layer_inputs,
     ):
         """x (b, n) tokens or (b, n, dim_in) vectors -> the head's output (b, n, ...), or the
@@ -91,6 +94,10 @@ class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
         key-padding mask, True = keep; ``prepend_embeds`` (b, p, d) go before the sequence;
         ``layer_inputs`` (``context``, ``context_mask``, ``attn_mask``) go to the layer stack;
         ``token_type_ids`` (b, n) are segment ids (``num_token_types``).
+
+        With ``use_cls_token`` / ``average_pool_embed`` the output is pooled: (b, d) embeddings,
+        (b, ...) from the head. ``return_logits_and_embeddings=True`` gives ``out`` = (the
+        head's output, the final hidden states).
 
         Extra outputs: ``return_attn=True`` gives ``(out, attention maps)``;
         ``return_mems=True`` gives ``(out, mems)`` with the Transformer-XL memories to pass as
@@ -110,12 +117,18 @@ class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
         check_learned_positions(self.stem.pos_emb, offset, x.shape[1])
         embedded = self.add_token_types(self.embed(x), x, token_type_ids)
         h, mask = self.stem(embedded, mask, prepend_embeds, offset=offset)
+        if self.pooling is not None:  # the class token first; no KV cache
+            h, mask = self.pooling.prepend(h, mask, cache)
         past = {"mems": mems, "return_mems": return_mems, "cache": cache}
         past["seq_start_pos"] = seq_start_pos  # positions and memory tokens per row
         h, intermediates = run_layers(
             self, h, mask, x.shape[1], return_attn=return_attn, **past, **layer_inputs
         )
+        if self.pooling is not None:  # (b, 1 + p + n, d) -> (b, d)
+            h = self.pooling.pool(h, mask, x.shape[1])
         out = h if return_embeddings else self.head(h)
+        if return_logits_and_embeddings:
+            out = (self.head(h), h)
         return package_outputs(out, intermediates, return_intermediates, return_attn, return_mems)
 
 

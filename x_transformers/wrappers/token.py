@@ -42,6 +42,22 @@ def check_token_ids(x: Tensor, num_tokens: int) -> None:
         raise ValueError(f"{expected}; got values in [{low}, {high}]")
 
 
+def check_custom_modules(token_emb, to_logits, options) -> None:
+    """``token_emb`` / ``to_logits`` modules, and the keywords that would define the same part."""
+    for name, module in (("token_emb", token_emb), ("to_logits", to_logits)):
+        if module is not None and not isinstance(module, nn.Module):
+            raise TypeError(f"'{name}' must be an nn.Module, got {type(module).__name__}")
+    if token_emb is not None and options.tie_embedding:
+        raise ValueError("'token_emb' and 'tie_embedding' cannot be combined: tying needs ours")
+    if to_logits is None:
+        return
+    for name in ("tie_embedding", "return_only_embed", "logits_dim", "logits_bias"):
+        if getattr(options, name) not in (None, False):
+            raise ValueError(
+                f"'to_logits' and '{name}' cannot be combined: both define the logits head"
+            )
+
+
 class TransformerWrapper(SequenceWrapper):
     """Token embedding + positions + a layer stack + a logits head (GPT with a ``Decoder``, BERT
     with an ``Encoder``). The forward is :meth:`SequenceWrapper.forward`: ``model(x)`` with x
@@ -53,33 +69,52 @@ class TransformerWrapper(SequenceWrapper):
         num_tokens: vocabulary size.
         max_seq_len: longest sequence the learned absolute positions cover.
         attn_layers: the layer stack (``Encoder``, ``Decoder`` or ``AttentionLayers``).
+        token_emb: a module replacing the token embedding: (b, n) ids -> (b, n, emb_dim)
+            (``emb_dim`` or the stack's dim); it is used as given (no initialisation).
+        to_logits: a module replacing the logits projection: final hidden states (b, n, d), after
+            ``logits_transform`` / ``logits_scale``, -> the output (its width is its own).
+            Models with either module cannot be saved with ``save_pretrained`` (config.json
+            holds no modules).
         **kwargs: wrapper keywords (``emb_dropout``, ``tie_embedding``, ``use_abs_pos_emb``,
             ``emb_dim``, ``logits_dim``, ...); see :class:`x_transformers.options.WrapperOptions`.
     """
 
-    def __init__(self, *, num_tokens: int, max_seq_len: int, attn_layers, **kwargs):
+    def __init__(
+        self,
+        *,
+        num_tokens: int,
+        max_seq_len: int,
+        attn_layers,
+        token_emb: nn.Module | None = None,
+        to_logits: nn.Module | None = None,
+        **kwargs,
+    ):
         super().__init__()
         check_attn_layers(attn_layers, "TransformerWrapper")
         num_tokens = check_size(num_tokens, "num_tokens")
         max_seq_len = check_size(max_seq_len, "max_seq_len")
         options = parse_wrapper_kwargs(kwargs, "TransformerWrapper", ("num_tokens", "max_seq_len"))
+        if options.probabilistic:
+            raise TypeError("'probabilistic' applies to ContinuousTransformerWrapper, not tokens")
+        check_custom_modules(token_emb, to_logits, options)
         self.options = options
         self.num_tokens = num_tokens
         dim = attn_layers.dim
-        emb_dim = options.emb_dim or dim
-        self.token_emb = nn.Embedding(num_tokens, emb_dim)
-        init_token_embedding(self.token_emb, options)  # small init with l2norm_embed
+        self.emb_dim = emb_dim = options.emb_dim or dim
+        self.custom_to_logits = to_logits is not None
+        if token_emb is None:
+            token_emb = nn.Embedding(num_tokens, emb_dim)
+            init_token_embedding(token_emb, options)  # small init with l2norm_embed
+        self.token_emb = token_emb
         self._build_trunk(emb_dim, max_seq_len, attn_layers, options)
         if options.tie_embedding and emb_dim != dim:
             raise ValueError(f"tie_embedding needs emb_dim == dim, got {emb_dim} and {dim}")
         logits_dim = options.logits_dim or num_tokens
         if options.tie_embedding and logits_dim != num_tokens:
             raise ValueError("tie_embedding needs logits_dim == num_tokens")
-        self.to_logits = (
-            None
-            if options.tie_embedding or options.return_only_embed
-            else nn.Linear(dim, logits_dim, bias=False)
-        )
+        if to_logits is None and not (options.tie_embedding or options.return_only_embed):
+            to_logits = nn.Linear(dim, logits_dim, bias=False)
+        self.to_logits = to_logits
         self._build_family_parts(dim, emb_dim, logits_dim, options)
 
     def _build_family_parts(self, dim: int, emb_dim: int, logits_dim: int, options) -> None:
@@ -95,7 +130,13 @@ class TransformerWrapper(SequenceWrapper):
         check_token_ids(x, self.num_tokens)
 
     def embed(self, x: Tensor) -> Tensor:
-        return self.token_emb(x)
+        embedded = self.token_emb(x)
+        if embedded.shape[:2] != x.shape or embedded.shape[-1] != self.emb_dim:
+            raise ValueError(
+                f"'token_emb' must map ids {tuple(x.shape)} to vectors "
+                f"{(*x.shape, self.emb_dim)} (emb_dim), got {tuple(embedded.shape)}"
+            )
+        return embedded
 
     def head(self, h: Tensor) -> Tensor:
         return h if self.options.return_only_embed else self.logits(h)
@@ -110,6 +151,10 @@ class TransformerWrapper(SequenceWrapper):
         return embedded + self.token_type_emb(token_type_ids)
 
     def logits(self, embeddings: Tensor) -> Tensor:
+        if self.custom_to_logits:  # 'to_logits=': the transform and scale, then the module
+            h = self.logits_transform(embeddings)
+            scale = self.options.logits_scale
+            return self.to_logits(h if scale is None else h * scale)
         weight = self.token_emb.weight if self.to_logits is None else self.to_logits.weight
         scale = self.options.logits_scale
         return project_logits(embeddings, self.logits_transform, scale, weight, self.logits_bias)
