@@ -11,7 +11,7 @@ import importlib
 
 from .attention import Attend, Attention
 from .feedforward import FeedForward
-from .layers import AttentionLayers, CrossAttender, Decoder, Encoder
+from .layers import AttentionLayers, CrossAttender, Decoder, Encoder, PrefixDecoder
 from .norms import RMSNorm, ScaleNorm
 
 _LAZY = {
@@ -37,6 +37,7 @@ __all__ = [
     "Encoder",
     "FeedForward",
     "NonAutoregressiveWrapper",
+    "PrefixDecoder",
     "RMSNorm",
     "ScaleNorm",
     "TransformerWrapper",

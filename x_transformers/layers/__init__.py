@@ -1,6 +1,7 @@
-"""Layer stacks: layout, residual blocks, and ``Encoder`` / ``Decoder`` / ``CrossAttender``."""
+"""Layer stacks: layout, residual blocks, and the stacks (``Encoder``, ``Decoder``,
+``PrefixDecoder``, ``CrossAttender``)."""
 
-from .attention_layers import AttentionLayers, CrossAttender, Decoder, Encoder
+from .attention_layers import AttentionLayers, CrossAttender, Decoder, Encoder, PrefixDecoder
 from .intermediates import LayerIntermediates
 from .layout import plan_layers
 
@@ -10,5 +11,6 @@ __all__ = [
     "Decoder",
     "Encoder",
     "LayerIntermediates",
+    "PrefixDecoder",
     "plan_layers",
 ]

@@ -18,14 +18,23 @@ from ..attention.masks import combine_masks, full_to_attention_mask, key_padding
 from ..finite_inputs import zero_masked
 from ..hub.mixin import PretrainedMixin
 from ..options import parse_layer_kwargs
+from ..options.routing import resolve_context_width
 from ..positional import Positions, build_positions
+from ..positional.span import PositionSpan
 from .builders import build_blocks, build_final_norm
 from .checkpointing import checkpointed_call
 from .intermediates import LayerIntermediates
 from .layout import CROSS_ATTENTION, FEEDFORWARD, SELF_ATTENTION, plan_layers
 from .past import check_cache, check_memories, kv_cache_blockers
+from .prefix import check_prefix_attn_len, prefix_causal_mask
 from .reversible import check_reversible, run_reversible
-from .validation import check_attn_mask, check_context, check_mask
+from .validation import (
+    check_attn_mask,
+    check_context,
+    check_custom_positions,
+    check_mask,
+    check_self_attn_kv_mask,
+)
 
 
 @dataclass
@@ -50,10 +59,15 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         causal: each position sees only itself and earlier positions.
         cross_attend: add a cross-attention block to every unit (``context=`` in forward).
         only_cross: cross-attention and feedforward only (no self-attention).
-        dim_context: width of the cross-attention context when it differs from ``dim``.
+        dim_context: width of the cross-attention context when it differs from ``dim`` (also
+            spelled ``cross_attn_dim_context``).
         **kwargs: feature keywords (``attn_*``, ``cross_attn_*``, ``ff_*`` and the stack keywords
             of the README); routed by :mod:`x_transformers.options`.
     """
+
+    # the stack masks causally itself (PrefixDecoder): its attention blocks are built
+    # bidirectional and prepare() gives them a causal mask with a bidirectional prefix
+    masks_causally: bool = False
 
     def __init__(
         self,
@@ -68,6 +82,7 @@ class AttentionLayers(PretrainedMixin, nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
+        dim_context, kwargs = resolve_context_width(dim_context, kwargs, name)
         self.config = parse_layer_kwargs(
             dim=dim,
             depth=depth,
@@ -106,18 +121,36 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         mems: list[Tensor] | None = None,
         cache=None,
         seq_start_pos: Tensor | None = None,
+        pos: Tensor | None = None,
+        self_attn_kv_mask: Tensor | None = None,
+        prefix_attn_len: int | Tensor | None = None,
     ):
         """x (b, n, dim); mask (b, n) key padding, True = keep; context (b, j, dim_context);
-        context_mask (b, j); attn_mask (n, n) or (b, n, n), True = may attend.
+        context_mask (b, j); attn_mask (n, n), (b, n, n) or (b, heads, n, n), True = may attend;
+        self_attn_kv_mask (b, j) which self-attention keys (memories, then x) may be attended to.
 
         ``mems``: Transformer-XL memories, one (b, m, dim) per self-attention block, attended to
         before x (positions of x start at m); a ``mask`` (b, m) attribute on the list (as the
         wrappers' ``return_mems`` give it) keeps remembered padding masked. ``cache``: a KV
         cache (see :mod:`x_transformers.generation.kv_cache`); x holds the positions after the
         cached ones, and ``mask`` only covers x. ``seq_start_pos`` (b,): every position of row b
-        is shifted down by it (left-padded rows see the positions they would see alone)."""
+        is shifted down by it (left-padded rows see the positions they would see alone).
+        ``pos`` (n,) or (b, n): custom integer positions of x for every positional scheme
+        (rotary, xPos, position-infused; the relative biases from their differences); a plain
+        forward only. ``prefix_attn_len`` (int or (b,)): :class:`PrefixDecoder` only."""
         prepared = self.prepare(
-            x, mask, context, context_mask, attn_mask, return_attn, mems, cache, seq_start_pos
+            x,
+            mask,
+            context,
+            context_mask,
+            attn_mask,
+            return_attn,
+            mems,
+            cache,
+            seq_start_pos,
+            pos=pos,
+            self_attn_kv_mask=self_attn_kv_mask,
+            prefix_attn_len=prefix_attn_len,
         )
         if self.reversible_units is not None:
             x, intermediates = run_reversible(self, x, prepared)
@@ -136,21 +169,39 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         mems: list[Tensor] | None = None,
         cache=None,
         seq_start_pos: Tensor | None = None,
+        *,
+        pos: Tensor | None = None,
+        self_attn_kv_mask: Tensor | None = None,
+        prefix_attn_len: int | Tensor | None = None,
     ) -> PreparedInputs:
         """Validate the inputs and compute, once per forward, what the blocks receive: masks,
         positions, memories and cache (see :meth:`forward` for the arguments)."""
         check_mask(x, mask, "mask")
-        check_attn_mask(x, attn_mask)
+        check_attn_mask(x, attn_mask, self.heads)
         check_context(self, x, context, context_mask)
         context = zero_masked(context, context_mask)  # never in a product: 0 * nan = nan
         memory_length = check_memories(mems, x, self.layer_kinds.count(SELF_ATTENTION), cache)
         check_cache(self, cache, attn_mask)
+        check_custom_positions(pos, x, mems, cache, seq_start_pos)
+        check_self_attn_kv_mask(x, self_attn_kv_mask, memory_length + x.shape[1], cache)
+        if prefix_attn_len is not None and not self.masks_causally:
+            raise TypeError(
+                f"'prefix_attn_len' needs a PrefixDecoder; {type(self).__name__} has no prefix"
+            )
+        prefix_attn_len = check_prefix_attn_len(prefix_attn_len, x, cache, mems)
+        span = self._span(x, memory_length, cache, seq_start_pos)
+        self_mask = self._self_attention_mask(x, mask, attn_mask, mems, cache)
+        self_mask = combine_masks(self_mask, key_padding_to_attention_mask(self_attn_kv_mask))
+        if self.masks_causally:
+            self_mask = combine_masks(
+                self_mask, prefix_causal_mask(span, prefix_attn_len, x.device)
+            )
         state = ForwardState()
         attention_inputs = {"need_weights": return_attn, "padding_mask": mask, "state": state}
         block_inputs = {
             SELF_ATTENTION: {
-                "mask": self._self_attention_mask(x, mask, attn_mask, mems, cache),
-                "positions": self._positions(x, memory_length, cache, seq_start_pos),
+                "mask": self_mask,
+                "positions": self._positions(x, span, pos),
                 **attention_inputs,
             },
             CROSS_ATTENTION: {
@@ -192,7 +243,10 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         are visible unless their ``mask`` says they were padding), or the cache's mask of past
         and new keys; None = no restriction."""
         if cache is not None:
-            return cache.visible_keys(x, mask)
+            visible = cache.visible_keys(x, mask)
+            if self.masks_causally:  # the cache's key padding only: prepare() adds causality
+                return key_padding_to_attention_mask(cache.key_padding)
+            return visible
         memory_length = 0 if mems is None else mems[0].shape[1]
         if memory_length > 0:  # memories are keys in front of x
             memory_mask = getattr(mems, "mask", None)  # (b, m), False = remembered padding
@@ -204,23 +258,39 @@ class AttentionLayers(PretrainedMixin, nn.Module):
                 mask = torch.cat((memory_mask, mask), dim=1)
             if attn_mask is not None:
                 attn_mask = F.pad(attn_mask, (memory_length, 0), value=True)
-        return combine_masks(key_padding_to_attention_mask(mask), full_to_attention_mask(attn_mask))
+        if attn_mask is not None and attn_mask.ndim < 4:  # (b, h, i, j) per head is ready
+            attn_mask = full_to_attention_mask(attn_mask)
+        return combine_masks(key_padding_to_attention_mask(mask), attn_mask)
 
-    def _positions(self, x: Tensor, memory_length: int, cache, row_offset=None) -> Positions | None:
-        """Positions of this forward, computed once for every self-attention block (None without
-        a positional scheme). The queries are the newest positions: after XL memories (offset =
-        memory length) or after what a KV cache holds. The span also says which keys this
-        forward projects: all of them (memories and x), or only x's with a cache (whose
-        ``position_span(num_new)`` describes its key layout). ``row_offset`` (b,) shifts each
-        row's positions down (left-padded rows)."""
-        if self.positions is None:
-            return None
+    def _span(self, x: Tensor, memory_length: int, cache, row_offset=None) -> PositionSpan:
+        """Where this forward's queries and keys sit. The queries are the newest positions:
+        after XL memories (offset = memory length) or after what a KV cache holds. The span also
+        says which keys this forward projects: all of them (memories and x), or only x's with a
+        cache (whose ``position_span(num_new)`` describes its key layout). ``row_offset`` (b,)
+        shifts each row's positions down (left-padded rows)."""
         n = x.shape[1]
         if cache is not None:
             span = cache.position_span(n)
         else:
             span = {"num_keys": memory_length + n, "offset": memory_length}
-        return self.positions(n, **span, row_offset=row_offset, device=x.device, dtype=x.dtype)
+        return PositionSpan.for_lengths(n, **span, row_offset=row_offset)
+
+    def _positions(self, x: Tensor, span: PositionSpan, pos: Tensor | None) -> Positions | None:
+        """Positions of this forward, computed once for every self-attention block (None without
+        a positional scheme), for the span or for custom positions ``pos``."""
+        if self.positions is None:
+            return None
+        return self.positions(
+            span.num_queries,
+            span.num_keys,
+            span.query_start,
+            span.key_start,
+            span.num_new_keys,
+            span.row_offset,
+            pos,
+            device=x.device,
+            dtype=x.dtype,
+        )
 
     def _past_inputs(self, index: int, block: nn.Module, mems, cache) -> dict:
         """What an attention block sees of the past: its XL memory (normalised like its input)
@@ -259,6 +329,25 @@ class Decoder(AttentionLayers):
         if "causal" in kwargs:
             raise TypeError("Decoder is always causal; use Encoder for a bidirectional stack")
         super().__init__(dim, depth, causal=True, **kwargs)
+
+
+class PrefixDecoder(AttentionLayers):
+    """A causal stack whose first ``prefix_attn_len`` positions (given at call time: an int or
+    per-row lengths (b,)) see each other bidirectionally: the prefix LM of UniLM (1905.03197) and
+    T5 (1910.10683). ``model(x, prefix_attn_len=4)``; without a prefix it is a ``Decoder``.
+
+    Its attention blocks and relative biases are built bidirectional (T5 and ALiBi give keys in
+    the future their own buckets / slopes); the stack's mask makes them causal outside the
+    prefix (:mod:`x_transformers.layers.prefix`). With a KV cache the prefix is prefilled in one
+    forward; later tokens are causal."""
+
+    masks_causally = True
+
+    def __init__(self, dim: int, depth: int, **kwargs):
+        if "causal" in kwargs:
+            raise TypeError("PrefixDecoder is causal after its prefix; it takes no 'causal'")
+        super().__init__(dim, depth, causal=False, **kwargs)
+        self.causal = True  # for caching and generation: causal after the prefix
 
 
 class CrossAttender(AttentionLayers):

@@ -19,17 +19,62 @@ def check_mask(x: Tensor, mask: Tensor | None, name: str) -> None:
         )
 
 
-def check_attn_mask(x: Tensor, attn_mask: Tensor | None) -> None:
+def check_attn_mask(x: Tensor, attn_mask: Tensor | None, heads: int | None = None) -> None:
+    """A full attention mask (n, n), (b, n, n) or per head (b, h, n, n), True = may attend."""
     if attn_mask is None:
         return
     b, n = x.shape[:2]
     if attn_mask.dtype != torch.bool:
         raise TypeError(f"'attn_mask' must be a bool tensor, got dtype {attn_mask.dtype}")
-    if tuple(attn_mask.shape) not in ((n, n), (b, n, n)):
+    shapes = [(n, n), (b, n, n)] + ([] if heads is None else [(b, heads, n, n)])
+    if tuple(attn_mask.shape) not in shapes:
         raise ValueError(
-            f"'attn_mask' must have shape ({n}, {n}) or ({b}, {n}, {n}), "
+            f"'attn_mask' must have shape {' or '.join(map(str, shapes))}, "
             f"got {tuple(attn_mask.shape)}"
         )
+
+
+def check_self_attn_kv_mask(x: Tensor, kv_mask: Tensor | None, num_keys: int, cache) -> None:
+    """``self_attn_kv_mask`` (b, j): which self-attention keys (memories and x) are visible."""
+    if kv_mask is None:
+        return
+    if cache is not None:
+        raise ValueError(
+            "'self_attn_kv_mask' cannot be combined with a KV cache ('cache'); use 'mask' (b, n) "
+            "for padding, which the cache records"
+        )
+    if kv_mask.dtype != torch.bool:
+        raise TypeError(f"'self_attn_kv_mask' must be a bool tensor, got dtype {kv_mask.dtype}")
+    expected = (x.shape[0], num_keys)
+    if tuple(kv_mask.shape) != expected:
+        raise ValueError(
+            f"'self_attn_kv_mask' must have shape (batch, keys) = {expected} (memories and "
+            f"sequence), got {tuple(kv_mask.shape)}"
+        )
+
+
+def check_custom_positions(pos: Tensor | None, x: Tensor, mems, cache, seq_start_pos) -> None:
+    """``pos`` (n,) or (b, n): integer positions of a plain forward (no KV cache, no memories,
+    whose keys sit at positions this forward does not know; no ``seq_start_pos``, which custom
+    positions already express)."""
+    if pos is None:
+        return
+    if seq_start_pos is not None:
+        raise ValueError(
+            "'pos' (custom positions) and 'seq_start_pos' cannot be combined: give each row's "
+            "positions in 'pos' directly (e.g. pos = arange(n) - start)"
+        )
+    for name, value in (("cache", cache), ("mems", mems)):
+        if value is not None:
+            raise ValueError(
+                f"'pos' (custom positions) cannot be combined with '{name}': the positions of "
+                "the earlier keys are not known; give the whole sequence with 'pos' instead"
+            )
+    if not isinstance(pos, Tensor) or pos.is_floating_point() or pos.dtype == torch.bool:
+        raise TypeError(f"'pos' must be an integer tensor, got {pos!r}")
+    b, n = x.shape[:2]
+    if tuple(pos.shape) not in ((n,), (b, n)):
+        raise ValueError(f"'pos' must have shape ({n},) or ({b}, {n}), got {tuple(pos.shape)}")
 
 
 def check_context(stack, x: Tensor, context: Tensor | None, context_mask: Tensor | None) -> None:

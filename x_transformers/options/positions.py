@@ -36,6 +36,12 @@ class PositionOptions:
     rel_pos_max_distance: int = option(
         128, "distance where the T5 log-spaced buckets end", "1910.10683"
     )
+    rel_pos_kwargs: dict | None = option(
+        None,
+        "keyword arguments of the active relative bias (T5: num_buckets, max_distance; dynamic:"
+        " depth, log_distance; ALiBi: num_alibi_heads)",
+        "1910.10683",
+    )
     # --- dynamic position bias: an MLP of the (log) distance (CrossFormer 2108.00154, SwinV2) ----
     dynamic_pos_bias: bool = option(False, "bias from an MLP of the distance", "2111.09883")
     dynamic_pos_bias_log_distance: bool = option(

@@ -66,11 +66,32 @@ class LayerConfig:
     positions: PositionOptions
 
 
+# another spelling of a constructor argument of the layer stacks (no warning: both are current)
+CONTEXT_WIDTH_ALIAS = "cross_attn_dim_context"
+
+
+def resolve_context_width(
+    dim_context: int | None, kwargs: dict[str, Any], where: str
+) -> tuple[int | None, dict[str, Any]]:
+    """``cross_attn_dim_context`` is ``dim_context`` (the width of the cross-attention context)
+    spelled with the cross-attention prefix; giving both with different values is refused."""
+    if CONTEXT_WIDTH_ALIAS not in kwargs:
+        return dim_context, kwargs
+    kwargs = dict(kwargs)
+    alias = kwargs.pop(CONTEXT_WIDTH_ALIAS)
+    if dim_context is not None and dim_context != alias:
+        raise ValueError(
+            f"{where}: 'dim_context'={dim_context} and '{CONTEXT_WIDTH_ALIAS}'={alias} name the "
+            "same width; give one of them"
+        )
+    return alias, kwargs
+
+
 def layer_keyword_names() -> list[str]:
     names = [n for cls in STACK_GROUPS.values() for n in option_names(cls)]
     for prefix, (_, cls) in PREFIX_GROUPS.items():
         names += [prefix + n for n in option_names(cls)]
-    return names + list(LEGACY_ALIASES)
+    return names + list(LEGACY_ALIASES) + [CONTEXT_WIDTH_ALIAS]
 
 
 def wrapper_keyword_names() -> list[str]:
@@ -103,6 +124,7 @@ def _check_type(cls: type, name: str, value: Any, shown: str) -> None:
             "bool": [bool],
             "int": [int],
             "float": [int, float],
+            "dict": [dict],
             "None": [type(None)],
         }.get(part, [tuple, list] if part.startswith("tuple") else [object])
     is_bool_for_number = isinstance(value, bool) and bool not in allowed

@@ -56,8 +56,10 @@ class AlibiPositionalBias(nn.Module):
         self.forward_slopes = self.backward_slopes[::-1]
 
     def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """(h, i, j) bias in ``dtype``; zero for heads beyond ``num_alibi_heads``."""
+        """(h, i, j) bias in ``dtype``; zero for heads beyond ``num_alibi_heads``; (b, h, i, j)
+        with per-row explicit positions."""
         distances = span.distances(device).to(dtype)  # (i, j), > 0 for keys in the past
+        distances = distances.unsqueeze(-3)  # (..., 1, i, j): one slope per head
         backward = torch.tensor(self.backward_slopes, device=device, dtype=dtype)[:, None, None]
         if self.causal:  # future keys are masked; |d| keeps the bias finite and tidy there
             bias = -backward * distances.abs()
@@ -65,7 +67,8 @@ class AlibiPositionalBias(nn.Module):
             forward = torch.tensor(self.forward_slopes, device=device, dtype=dtype)[:, None, None]
             bias = -torch.where(distances >= 0, backward * distances, forward * -distances)
         padding = self.heads - self.num_alibi_heads
-        return torch.cat((bias, bias.new_zeros(padding, *bias.shape[1:])), dim=0)
+        zeros = bias.new_zeros(*bias.shape[:-3], padding, *bias.shape[-2:])
+        return torch.cat((bias, zeros), dim=-3)
 
     def extra_repr(self) -> str:
         return f"heads={self.heads}, num_alibi_heads={self.num_alibi_heads}, causal={self.causal}"

@@ -27,6 +27,16 @@ REQUIRES = {
     "rel_pos_max_distance": ("rel_pos_bias",),
     "dynamic_pos_bias_log_distance": ("dynamic_pos_bias",),
     "alibi_num_heads": ("alibi_pos_bias",),
+    "rel_pos_kwargs": SCORE_BIASES,
+}
+# rel_pos_kwargs: switch -> {key the dict may hold: the keyword that sets the same thing}
+REL_POS_KWARGS = {
+    "rel_pos_bias": {
+        "num_buckets": "rel_pos_num_buckets",
+        "max_distance": "rel_pos_max_distance",
+    },
+    "dynamic_pos_bias": {"depth": None, "log_distance": "dynamic_pos_bias_log_distance"},
+    "alibi_pos_bias": {"num_alibi_heads": "alibi_num_heads"},
 }
 DYNAMIC_BIAS_DEPTH = 2
 
@@ -87,25 +97,46 @@ def build_rotary(config: LayerConfig) -> RotaryEmbedding | None:
     return RotaryEmbedding(dim, theta=options.rotary_theta, xpos_scale_base=xpos_scale_base)
 
 
+def score_bias_kwargs(options: PositionOptions, switch: str, given: dict) -> dict:
+    """The bias module's keyword arguments: those of the options, updated by ``rel_pos_kwargs``
+    (a key also set by its own keyword is refused, naming both)."""
+    extra, defaults = dict(options.rel_pos_kwargs or {}), _defaults()
+    valid = REL_POS_KWARGS[switch]
+    for key in extra:
+        if key not in valid:
+            raise TypeError(
+                f"'rel_pos_kwargs' key {key!r} is not an argument of the {switch!r} bias; "
+                f"valid keys: {sorted(valid)}"
+            )
+        keyword = valid[key]
+        if keyword is not None and getattr(options, keyword) != defaults[keyword]:
+            raise ValueError(
+                f"'rel_pos_kwargs' sets {key!r} and '{keyword}' sets it too; give only one"
+            )
+    return {**given, **extra}
+
+
 def build_score_bias(config: LayerConfig) -> nn.Module | None:
     """The (single) additive score bias, shared by every self-attention block of the stack."""
     options, heads, causal = config.positions, config.heads, config.causal
     if options.rel_pos_bias:
-        return T5RelativePositionBias(
-            heads,
-            causal=causal,
-            num_buckets=options.rel_pos_num_buckets,
-            max_distance=options.rel_pos_max_distance,
-        )
+        given = {
+            "num_buckets": options.rel_pos_num_buckets,
+            "max_distance": options.rel_pos_max_distance,
+        }
+        kwargs = score_bias_kwargs(options, "rel_pos_bias", given)
+        return T5RelativePositionBias(heads, causal=causal, **kwargs)
     if options.dynamic_pos_bias:
-        return DynamicPositionBias(
-            max(config.dim // 4, 8),
-            heads,
-            depth=DYNAMIC_BIAS_DEPTH,
-            log_distance=options.dynamic_pos_bias_log_distance,
-        )
+        given = {
+            "depth": DYNAMIC_BIAS_DEPTH,
+            "log_distance": options.dynamic_pos_bias_log_distance,
+        }
+        kwargs = score_bias_kwargs(options, "dynamic_pos_bias", given)
+        return DynamicPositionBias(max(config.dim // 4, 8), heads, **kwargs)
     if options.alibi_pos_bias:
-        return AlibiPositionalBias(heads, causal=causal, num_alibi_heads=options.alibi_num_heads)
+        given = {"num_alibi_heads": options.alibi_num_heads}
+        kwargs = score_bias_kwargs(options, "alibi_pos_bias", given)
+        return AlibiPositionalBias(heads, causal=causal, **kwargs)
     return None
 
 

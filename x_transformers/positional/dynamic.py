@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from .span import PositionSpan
@@ -40,12 +39,12 @@ class DynamicPositionBias(nn.Module):
         self.log_distance = log_distance
 
     def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """(h, i, j) bias in ``dtype``."""
-        distances, index = span.distinct_distances(device)  # (k,), (i, j)
+        """(h, i, j) bias in ``dtype``; (b, h, i, j) with per-row explicit positions."""
+        distances, index = span.distinct_distances(device)  # (k,), (i, j) or (b, i, j)
         h = distances.to(dtype)[:, None]  # (k, 1)
         if self.log_distance:
             h = torch.sign(h) * torch.log1p(h.abs())
         for layer in self.hidden:
             h = F.silu(F.linear(h, layer.weight.to(dtype), layer.bias.to(dtype)))
         per_distance = F.linear(h, self.to_heads.weight.to(dtype), self.to_heads.bias.to(dtype))
-        return rearrange(per_distance[index], "i j h -> h i j")
+        return per_distance[index].movedim(-1, -3)  # (..., i, j, h) -> (..., h, i, j)

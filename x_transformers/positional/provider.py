@@ -37,7 +37,7 @@ class Positions:
 
     span: PositionSpan
     rotation: Rotation | None = None
-    bias: Tensor | None = None  # (h, i, j), added to the attention scores
+    bias: Tensor | None = None  # (h, i, j) or (b, h, i, j), added to the attention scores
     infusion: Infusion | None = None
 
     def infuse(self, q_input: Tensor, k_input: Tensor) -> tuple[Tensor, Tensor]:
@@ -94,6 +94,7 @@ class PositionProvider(nn.Module):
         key_start: int | Tensor | None = None,
         num_new_keys: int | None = None,
         row_offset: Tensor | None = None,
+        positions: Tensor | None = None,
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
@@ -102,11 +103,12 @@ class PositionProvider(nn.Module):
         query (``num_keys`` defaults to ``offset + num_queries``, i.e. keys from position 0;
         ``key_start`` overrides where the keys begin; ``num_new_keys``: a KV cache projects keys
         for the newest positions only; ``row_offset`` (b,): every position of row b is shifted
-        down by it, for left-padded rows). ``dtype`` is the activations' dtype: the
-        schemes compute in it promoted to at least float32 with autocast off, and the bias is
-        returned in it."""
+        down by it, for left-padded rows; ``positions`` (i,) or (b, i): explicit positions of
+        the queries, which are also the keys, ``pos=`` of a plain forward). ``dtype`` is the
+        activations' dtype: the schemes compute in it promoted to at least float32 with autocast
+        off, and the bias is returned in it."""
         span = PositionSpan.for_lengths(
-            num_queries, num_keys, offset, key_start, num_new_keys, row_offset
+            num_queries, num_keys, offset, key_start, num_new_keys, row_offset, positions
         )
         compute_dtype = torch.promote_types(dtype, torch.float32)
         with autocast_disabled(device):

@@ -24,6 +24,11 @@ the queries and the keys of a row, so distances (relative biases: T5, ALiBi, dyn
 change; only the schemes that read positions themselves (rotary and xPos, whose keys meet
 unrotated memory key/values; position-infused attention) give one set per row.
 
+Custom positions (the forward's ``pos=``) replace the ranges: ``positions`` (n,) or (b, n) are
+the positions of the queries, which are also the keys (a plain forward: no cache, no memories).
+Rotary, xPos and position-infused attention read them, and the relative biases (T5, ALiBi,
+dynamic) are computed from their differences, (i, j) or (b, i, j).
+
 Shape letters: b batch, i queries, j keys.
 """
 
@@ -47,6 +52,8 @@ class PositionSpan:
     num_new_keys: int | None = None
     # (b,) subtracted from every position of row b (left-padded rows); None: the same for all
     row_offset: Tensor | None = None
+    # (i,) or (b, i) explicit positions of the queries, which are also the keys (``pos=``)
+    positions: Tensor | None = None
 
     @property
     def new_key_count(self) -> int:
@@ -70,12 +77,15 @@ class PositionSpan:
         key_start: int | Tensor | None = None,
         num_new_keys: int | None = None,
         row_offset: Tensor | None = None,
+        positions: Tensor | None = None,
     ) -> PositionSpan:
         """Queries at ``offset + arange(num_queries)``; ``num_keys`` defaults to every position
         up to the last query (``offset + num_queries``); keys end with the last query unless
         ``key_start`` says otherwise; ``num_new_keys`` (at most ``num_queries``) is how many of
         the newest positions this call projects keys for (None: all keys of the span);
-        ``row_offset`` (b,) shifts every position of each row down (left-padded rows)."""
+        ``row_offset`` (b,) shifts every position of each row down (left-padded rows);
+        ``positions`` (i,) or (b, i) are explicit positions of the queries and keys (then
+        ``num_keys`` must equal ``num_queries`` and every key is new)."""
         if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 1:
             raise ValueError(f"num_queries must be a positive int, got {num_queries!r}")
         if num_keys is None:
@@ -93,7 +103,9 @@ class PositionSpan:
         if row_offset is not None and (not isinstance(row_offset, Tensor) or row_offset.ndim != 1):
             shape = tuple(row_offset.shape) if isinstance(row_offset, Tensor) else row_offset
             raise ValueError(f"row_offset must be a (batch,) tensor, got {shape!r}")
-        return cls(num_queries, num_keys, offset, key_start, num_new_keys, row_offset)
+        if positions is not None:
+            _check_explicit_positions(positions, num_queries, num_keys, num_new_keys)
+        return cls(num_queries, num_keys, offset, key_start, num_new_keys, row_offset, positions)
 
     @property
     def delta(self) -> int | Tensor:
@@ -101,28 +113,38 @@ class PositionSpan:
         return self.query_start - self.key_start
 
     def query_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
-        """(i,) positions of the queries; (b, i) with a row offset."""
+        """(i,) positions of the queries; (b, i) with a row offset or per-row positions."""
+        if self.positions is not None:
+            return self._per_row(self.positions.to(device), dtype)
         positions = torch.arange(self.num_queries, device=device) + self.query_start
         return self._per_row(positions, dtype)
 
     def key_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
-        """(j,) positions of the keys; (b, j) with a row offset."""
+        """(j,) positions of the keys; (b, j) with a row offset or per-row positions."""
+        if self.positions is not None:
+            return self._per_row(self.positions.to(device), dtype)
         positions = torch.arange(self.num_keys, device=device) + self.key_start
         return self._per_row(positions, dtype)
 
     def new_key_positions(self, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
         """(n,) positions of the keys projected in this call; (b, n) with a row offset."""
+        if self.positions is not None:
+            return self._per_row(self.positions.to(device), dtype)
         positions = torch.arange(self.new_key_count, device=device) + self.new_key_start
         return self._per_row(positions, dtype)
 
     def _per_row(self, positions: Tensor, dtype: torch.dtype) -> Tensor:
-        """(n,) positions -> (n,), or (b, n) shifted down by each row's offset."""
+        """(n,) or (b, n) positions -> the same, or (b, n) shifted down by each row's offset."""
         if self.row_offset is not None:
-            positions = positions[None, :] - self.row_offset.to(positions.device)[:, None]
+            positions = positions - self.row_offset.to(positions.device)[:, None]
         return positions.to(dtype)
 
     def distances(self, device: torch.device) -> Tensor:
-        """(i, j) integer ``query_position - key_position``: positive when the key is earlier."""
+        """(i, j) integer ``query_position - key_position``: positive when the key is earlier;
+        (b, i, j) with per-row explicit positions."""
+        if self.positions is not None:
+            positions = self.positions.to(device)
+            return positions[..., :, None] - positions[..., None, :]
         query = torch.arange(self.num_queries, device=device)
         key = torch.arange(self.num_keys, device=device)
         return query[:, None] - key[None, :] + self.delta
@@ -130,9 +152,28 @@ class PositionSpan:
     def distinct_distances(self, device: torch.device) -> tuple[Tensor, Tensor]:
         """The ``i + j - 1`` distinct distances (ascending) and the (i, j) index of each entry of
         :meth:`distances` into them; lets a scheme evaluate something per distance, not per
-        (query, key) pair."""
+        (query, key) pair. With explicit positions: the distinct values present and an index of
+        the shape of :meth:`distances`."""
+        if self.positions is not None:
+            return torch.unique(self.distances(device), return_inverse=True)
         values = torch.arange(-(self.num_keys - 1), self.num_queries, device=device) + self.delta
         query = torch.arange(self.num_queries, device=device)
         key = torch.arange(self.num_keys, device=device)
         index = query[:, None] - key[None, :] + (self.num_keys - 1)
         return values, index
+
+
+def _check_explicit_positions(positions, num_queries: int, num_keys: int, num_new_keys) -> None:
+    """Explicit positions describe one plain sequence: the queries, which are also the keys."""
+    if not isinstance(positions, Tensor) or positions.is_floating_point() or positions.is_complex():
+        raise TypeError(f"'pos' must be an integer tensor, got {positions!r}")
+    if positions.ndim not in (1, 2) or positions.shape[-1] != num_queries:
+        raise ValueError(
+            f"'pos' must have shape (seq_len,) or (batch, seq_len) with seq_len={num_queries}, "
+            f"got {tuple(positions.shape)}"
+        )
+    if num_keys != num_queries or num_new_keys is not None:
+        raise ValueError(
+            f"'pos' gives the positions of one plain sequence ({num_queries} queries), but the "
+            f"span has {num_keys} keys (a KV cache or Transformer-XL memories)"
+        )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import rearrange
 from torch import Tensor, nn
 
 from .span import PositionSpan
@@ -65,8 +64,8 @@ class T5RelativePositionBias(nn.Module):
         nn.init.normal_(self.embedding.weight, std=0.02)
 
     def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """(h, i, j) bias in ``dtype``."""
-        distances, index = span.distinct_distances(device)  # (i + j - 1,), (i, j)
+        """(h, i, j) bias in ``dtype``; (b, h, i, j) with per-row explicit positions."""
+        distances, index = span.distinct_distances(device)  # (k,), (i, j) or (b, i, j)
         buckets = t5_relative_bucket(
             distances,
             bidirectional=not self.causal,
@@ -74,4 +73,4 @@ class T5RelativePositionBias(nn.Module):
             max_distance=self.max_distance,
         )
         per_distance = self.embedding.weight.to(dtype)[buckets]  # (i + j - 1, h)
-        return rearrange(per_distance[index], "i j h -> h i j")
+        return per_distance[index].movedim(-1, -3)  # (..., i, j, h) -> (..., h, i, j)

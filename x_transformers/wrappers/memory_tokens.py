@@ -79,6 +79,7 @@ def run_layers(wrapper: nn.Module, h: Tensor, mask: Tensor | None, num_positions
     if seq_start_pos is not None and first_forward and prefix_length > 0:
         placement = PrefixPlacement(prefix_length, seq_start_pos, h.shape[1])
         h, mask = placement.place(h), None if mask is None else placement.place(mask)
+    shift_by_prefix(kwargs, prefix_length if cache is None else cache.prefix_length, first_forward)
     layer_mems = shift_memories(mems, wrapper.shift_mem_down)
     h, intermediates = wrapper.attn_layers(
         h, mask=mask, mems=layer_mems, return_hiddens=True, seq_start_pos=seq_start_pos, **kwargs
@@ -91,6 +92,20 @@ def run_layers(wrapper: nn.Module, h: Tensor, mask: Tensor | None, num_positions
         hiddens = hiddens if strip is None else [strip(hidden) for hidden in hiddens]
         intermediates.mems = next_memories(mems, hiddens, wrapper.max_mem_len, sequence_mask)
     return h, intermediates
+
+
+def shift_by_prefix(kwargs: dict, prefix_length: int, first_forward: bool) -> None:
+    """The stack counts the prefix's positions (memory tokens, prepended embeddings) too: a
+    ``prefix_attn_len`` of the sequence covers them as well, and custom positions ``pos`` of
+    the sequence come after theirs (0 .. p - 1, as without ``pos``)."""
+    if prefix_length == 0:
+        return
+    if kwargs.get("prefix_attn_len") is not None:
+        kwargs["prefix_attn_len"] = kwargs["prefix_attn_len"] + prefix_length
+    pos = kwargs.get("pos")
+    if pos is not None and first_forward:
+        front = torch.arange(prefix_length, device=pos.device).expand(*pos.shape[:-1], -1)
+        kwargs["pos"] = torch.cat((front, pos + prefix_length), dim=-1)
 
 
 def check_row_starts(seq_start_pos: Tensor | None, x: Tensor, cache) -> Tensor | None:

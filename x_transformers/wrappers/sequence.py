@@ -92,7 +92,9 @@ class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
         """x (b, n) tokens or (b, n, dim_in) vectors -> the head's output (b, n, ...), or the
         final hidden states (b, n, d) with ``return_embeddings=True``. ``mask`` (b, n) is a
         key-padding mask, True = keep; ``prepend_embeds`` (b, p, d) go before the sequence;
-        ``layer_inputs`` (``context``, ``context_mask``, ``attn_mask``) go to the layer stack;
+        ``layer_inputs`` (``context``, ``context_mask``, ``attn_mask``, ``self_attn_kv_mask``,
+        ``prefix_attn_len``, ``pos``) go to the layer stack; ``pos`` (n,) or (b, n) custom
+        positions also index the absolute position embeddings;
         ``token_type_ids`` (b, n) are segment ids (``num_token_types``).
 
         With ``use_cls_token`` / ``average_pool_embed`` the output is pooled: (b, d) embeddings,
@@ -110,13 +112,17 @@ class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
         self.check_inputs(x)
         check_mask(x, mask, "mask")
         x = zero_masked_and_check_finite(x, mask, "x")  # real-valued inputs; token ids pass
-        record = return_intermediates and mems is None and "attn_mask" not in layer_inputs
+        uncachable = ("attn_mask", "pos", "self_attn_kv_mask")  # inputs a cache cannot carry on
+        given = [name for name in uncachable if layer_inputs.get(name) is not None]
+        record = return_intermediates and mems is None and not given
         cache = resolve_cache(cache, self.attn_layers, record=record, prepend_embeds=prepend_embeds)
         seq_start_pos = check_row_starts(seq_start_pos, x, cache)  # (b,) or None
         offset = sequence_offset(cache, seq_start_pos)
         check_learned_positions(self.stem.pos_emb, offset, x.shape[1])
         embedded = self.add_token_types(self.embed(x), x, token_type_ids)
-        h, mask = self.stem(embedded, mask, prepend_embeds, offset=offset)
+        h, mask = self.stem(
+            embedded, mask, prepend_embeds, offset=offset, pos=layer_inputs.get("pos")
+        )
         if self.pooling is not None:  # the class token first; no KV cache
             h, mask = self.pooling.prepend(h, mask, cache)
         past = {"mems": mems, "return_mems": return_mems, "cache": cache}

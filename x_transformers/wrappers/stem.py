@@ -58,11 +58,15 @@ class SequenceStem(nn.Module):
         mask: Tensor | None = None,
         prepend_embeds: Tensor | None = None,
         offset: int | Tensor = 0,
+        pos: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """``offset``: absolute position of the first vector (e.g. the length of a KV cache); a
-        0-d tensor (static cache) or (b, 1) per-row starts (left-padded prompts) also work."""
+        0-d tensor (static cache) or (b, 1) per-row starts (left-padded prompts) also work.
+        ``pos`` (n,) or (b, n): custom positions of the vectors instead."""
         x = self.embed_norm(embedded)
         if self.pos_emb is not None:
+            if pos is not None:  # positions arange(n) + offset = pos
+                offset = custom_position_offset(self.pos_emb, pos, x.shape[1])
             positions = self.pos_emb(x.shape[1], offset=offset, device=x.device)  # (n, d)
             x = x + self.embed_norm(positions).to(x.dtype)
         x = self.post_emb_norm(x)
@@ -88,6 +92,21 @@ class SequenceStem(nn.Module):
             visible = mask.new_ones(mask.shape[0], prepend_embeds.shape[1])
             mask = torch.cat((visible, mask), dim=1)
         return x, mask
+
+
+def custom_position_offset(pos_emb: nn.Module, pos: Tensor, seq_len: int) -> Tensor:
+    """The (n,) or (b, n) offset that places ``arange(seq_len)`` at the custom positions
+    ``pos``, after checking them against learned positions' ``max_seq_len``."""
+    if not isinstance(pos, Tensor) or pos.is_floating_point() or pos.shape[-1:] != (seq_len,):
+        shape = tuple(pos.shape) if isinstance(pos, Tensor) else pos
+        raise ValueError(f"'pos' must be integer positions (n={seq_len},) or (b, n), got {shape}")
+    max_seq_len = getattr(pos_emb, "max_seq_len", None)
+    if max_seq_len is not None and pos.numel() and (pos.min() < 0 or pos.max() >= max_seq_len):
+        raise ValueError(
+            f"'pos' must lie in [0, max_seq_len={max_seq_len}) of the learned absolute positions, "
+            f"got values in [{int(pos.min())}, {int(pos.max())}]"
+        )
+    return pos - torch.arange(seq_len, device=pos.device)
 
 
 def package_outputs(
