@@ -171,7 +171,7 @@ def test_backward_leaves_the_global_rng_untouched():
 
 @pytest.mark.parametrize("keyword", sorted(REVERSIBLE_CONFLICTS))
 def test_conflicting_keywords_are_refused_naming_both(keyword):
-    value = 2 if keyword in ("sandwich_coef", "par_ratio") else True
+    value = 2 if keyword in ("sandwich_coef", "par_ratio", "num_residual_streams") else True
     # cross-attention keywords are refused without cross_attend (options/routing.py)
     extra = {"cross_attend": True} if keyword.startswith("cross_") else {}
     with pytest.raises(ValueError, match=f"'reversible'.*'{keyword}'"):

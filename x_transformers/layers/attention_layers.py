@@ -23,11 +23,14 @@ from ..positional import Positions, build_positions
 from ..positional.span import PositionSpan
 from .builders import build_blocks, build_final_norm
 from .checkpointing import checkpointed_call
+from .conditioning import apply_norm, attach_condition, condition_width
+from .hyper_connections import build_residual_streams
 from .intermediates import LayerIntermediates
 from .layout import CROSS_ATTENTION, FEEDFORWARD, SELF_ATTENTION, plan_layers
 from .past import check_cache, check_memories, kv_cache_blockers
 from .prefix import check_prefix_attn_len, prefix_causal_mask
 from .reversible import check_reversible, run_reversible
+from .unet import build_unet_skips
 from .validation import (
     check_attn_mask,
     check_context,
@@ -47,6 +50,7 @@ class PreparedInputs:
     state: ForwardState
     mems: list[Tensor] | None = None
     cache: Any = None
+    condition: Tensor | None = None  # (b, dim_condition), set by attach_condition
 
 
 class AttentionLayers(PretrainedMixin, nn.Module):
@@ -108,6 +112,12 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         # reversible layers (layers/reversible.py): the plan's (attention..., feedforward) units
         self.reversible_units = check_reversible(self) if self.config.blocks.reversible else None
         self.call_block = checkpointed_call if self.config.blocks.checkpoint_blocks else None
+        # conditioning (DiT), hyper-connections, U-ViT skips: layers/conditioning.py,
+        # layers/hyper_connections.py, layers/unet.py
+        blocks = self.config.blocks
+        self.dim_condition = condition_width(dim, blocks)  # None: no condition= is read
+        self.residual_streams = build_residual_streams(blocks.num_residual_streams)
+        self.unet_skips = build_unet_skips(dim, len(self.blocks), blocks.unet_skips)
 
     def forward(
         self,
@@ -124,6 +134,7 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         pos: Tensor | None = None,
         self_attn_kv_mask: Tensor | None = None,
         prefix_attn_len: int | Tensor | None = None,
+        condition: Tensor | None = None,
     ):
         """x (b, n, dim); mask (b, n) key padding, True = keep; context (b, j, dim_context);
         context_mask (b, j); attn_mask (n, n), (b, n, n) or (b, heads, n, n), True = may attend;
@@ -137,7 +148,8 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         is shifted down by it (left-padded rows see the positions they would see alone).
         ``pos`` (n,) or (b, n): custom integer positions of x for every positional scheme
         (rotary, xPos, position-infused; the relative biases from their differences); a plain
-        forward only. ``prefix_attn_len`` (int or (b,)): :class:`PrefixDecoder` only."""
+        forward only. ``prefix_attn_len`` (int or (b,)): :class:`PrefixDecoder` only.
+        ``condition`` (b, dim_condition): the vector adaptive norms and gates read."""
         prepared = self.prepare(
             x,
             mask,
@@ -152,6 +164,7 @@ class AttentionLayers(PretrainedMixin, nn.Module):
             self_attn_kv_mask=self_attn_kv_mask,
             prefix_attn_len=prefix_attn_len,
         )
+        attach_condition(self, x, prepared, condition)  # DiT conditioning, when the stack reads it
         if self.reversible_units is not None:
             x, intermediates = run_reversible(self, x, prepared)
         else:
@@ -219,20 +232,28 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         """Run every block of the plan on x with the prepared inputs, then the final norm.
         ``call_block(block, x, inputs, past)`` runs one block (activation checkpointing)."""
         intermediates = LayerIntermediates(state=prepared.state)
+        condition, saved = prepared.condition, []  # saved: the inputs the U-Net skips reuse
+        if self.residual_streams is not None:  # hyper-connections: (b, n, d) -> (b, n, s, d)
+            x = self.residual_streams.expand(x)
         for index, (kind, block) in enumerate(zip(self.layer_kinds, self.blocks)):
-            past = self._past_inputs(index, block, prepared.mems, prepared.cache)
+            past = self._past_inputs(index, block, prepared.mems, prepared.cache, condition)
+            if self.unet_skips is not None:
+                x = self.unet_skips(index, x, saved)
+            block_input = x if self.residual_streams is None else block.block_input(x)
             if kind == SELF_ATTENTION:
-                intermediates.self_attention_inputs.append(x)
+                intermediates.self_attention_inputs.append(block_input)
             if self._skip_block():
                 continue
-            intermediates.hiddens.append(x)
+            intermediates.hiddens.append(block_input)
             if call_block is None:
                 x, attention_intermediates = block(x, **prepared.block_inputs[kind], **past)
             else:
                 x, attention_intermediates = call_block(block, x, prepared.block_inputs[kind], past)
             if attention_intermediates is not None:
                 intermediates.attn_intermediates.append(attention_intermediates)
-        x = self.final_norm(x)
+        if self.residual_streams is not None:  # (b, n, s, d) -> (b, n, d)
+            x = self.residual_streams.reduce(x)
+        x = apply_norm(self.final_norm, x, condition)
         if prepared.cache is not None:
             prepared.cache.advance(x.shape[1])
             intermediates.cache = prepared.cache
@@ -292,9 +313,9 @@ class AttentionLayers(PretrainedMixin, nn.Module):
             dtype=x.dtype,
         )
 
-    def _past_inputs(self, index: int, block: nn.Module, mems, cache) -> dict:
-        """What an attention block sees of the past: its XL memory (normalised like its input)
-        and its KV cache slot."""
+    def _past_inputs(self, index: int, block: nn.Module, mems, cache, condition=None) -> dict:
+        """What an attention block sees of the past: its XL memory (normalised like its input,
+        with the forward's condition) and its KV cache slot."""
         kind = self.layer_kinds[index]
         if kind not in (SELF_ATTENTION, CROSS_ATTENTION):
             return {}
@@ -303,7 +324,7 @@ class AttentionLayers(PretrainedMixin, nn.Module):
             past["cache"] = cache.slot(index, context=kind == CROSS_ATTENTION)
         if mems is not None and kind == SELF_ATTENTION:
             memory = mems[self.layer_kinds[:index].count(SELF_ATTENTION)]
-            past["memory"] = block.pre_branch_norm(memory)
+            past["memory"] = block.normalize_input(memory, condition)
         return past
 
     def _skip_block(self) -> bool:

@@ -9,9 +9,10 @@ from ..attention.residual_scores import ResidualScores
 from ..attention.value_residual import ValueResidual
 from ..deepnorm import DeepNormConstants, deepnorm_init, stack_constants
 from ..feedforward import FeedForward
-from ..norms import build_norm
 from ..options import BlockOptions, LayerConfig
 from ..residual import GRUGatedResidual, LearnedResidualScale, ReZero, Scale, ScaledResidual
+from .conditioning import build_adaptive_layerscale, build_conditioned_norm
+from .hyper_connections import build_hyper_connection
 from .layout import CROSS_ATTENTION, FEEDFORWARD, SELF_ATTENTION
 from .shift_tokens import build_token_shift, shifts_per_block
 from .sublayer import Sublayer
@@ -60,8 +61,10 @@ def build_blocks(kinds: tuple[str, ...], config: LayerConfig, dim_context: int |
     shifts = shifts_per_block(config.blocks.shift_tokens, len(kinds))
     deepnorm = stack_constants(config) if config.blocks.deepnorm else None
     return nn.ModuleList(
-        build_block(kind, config, dim_context, shift=shift, deepnorm=deepnorm, index_of_kind=index)
-        for kind, shift, index in zip(kinds, shifts, indices_of_kind(kinds))
+        build_block(
+            kind, config, dim_context, shift=shift, deepnorm=deepnorm, index_of_kind=index, at=at
+        )
+        for at, (kind, shift, index) in enumerate(zip(kinds, shifts, indices_of_kind(kinds)))
     )
 
 
@@ -78,7 +81,9 @@ def build_block(
     shift: int = 0,
     deepnorm: DeepNormConstants | None = None,
     index_of_kind: int = 0,
+    at: int = 0,
 ) -> Sublayer:
+    """Block ``at`` of the plan (``index_of_kind``: how many blocks of its kind come before)."""
     dim, blocks = config.dim, config.blocks
     branch = build_branch(kind, config, dim_context, index_of_kind)
     if deepnorm is not None:
@@ -86,13 +91,15 @@ def build_block(
     pre_norm = uses_pre_norm(blocks)
     return Sublayer(
         branch,
-        pre_branch_norm=build_norm(dim, blocks) if pre_norm else None,
+        pre_branch_norm=build_conditioned_norm(dim, blocks) if pre_norm else None,
         token_shift=build_token_shift(dim, shift),
-        post_branch_norm=build_norm(dim, blocks) if blocks.sandwich_norm else None,
+        post_branch_norm=build_conditioned_norm(dim, blocks) if blocks.sandwich_norm else None,
         branch_scale=build_branch_scale(kind, blocks),
         branch_dropout=build_branch_dropout(kind, config),
         residual=build_residual(dim, blocks, deepnorm),
-        post_residual_norm=None if pre_norm else build_norm(dim, blocks),
+        post_residual_norm=None if pre_norm else build_conditioned_norm(dim, blocks),
+        branch_gate=build_adaptive_layerscale(dim, blocks),
+        hyper_connection=build_hyper_connection(dim, blocks.num_residual_streams, at),
     )
 
 
@@ -141,5 +148,7 @@ def build_residual(
 
 def build_final_norm(config: LayerConfig) -> nn.Module:
     """Pre-norm stacks end with a norm; post-norm stacks are already normalised; ReZero has none."""
-    norm = build_norm(config.dim, config.blocks) if uses_pre_norm(config.blocks) else None
+    if not uses_pre_norm(config.blocks):
+        return nn.Identity()
+    norm = build_conditioned_norm(config.dim, config.blocks)  # adaptive norms read the condition
     return nn.Identity() if norm is None else norm

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..attention.stages import AttentionStage
+from .conditioning import apply_norm
 from .intermediates import LayerIntermediates
 from .layout import FEEDFORWARD
 
@@ -89,7 +90,7 @@ def run_reversible(stack, x: Tensor, prepared) -> tuple[Tensor, LayerIntermediat
         y1, y2 = ReversibleFunction.apply(coupling, x, *params, *coupling.extras)
     else:
         y1, y2 = coupling.forward(x, x, intermediates)
-    x = stack.final_norm((y1 + y2) / 2)
+    x = apply_norm(stack.final_norm, (y1 + y2) / 2, prepared.condition)  # adaptive: condition
     if prepared.cache is not None:
         prepared.cache.advance(x.shape[1])
         intermediates.cache = prepared.cache

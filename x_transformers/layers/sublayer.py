@@ -24,6 +24,11 @@ Every layout below is the same recipe with some stages switched off (``nn.Identi
 Scaled (NormFormer) and gated (GTrXL) residuals replace the ``(+)``; token shift acts on the
 branch input, right after the pre-branch norm; sublayer dropout (``attn_sublayer_dropout``,
 ``ff_sublayer_dropout``) drops elements of the branch output right before the residual.
+
+Conditioning (DiT, 2212.09748; layers/conditioning.py): with ``condition`` (b, c) the norms may
+be adaptive and a gate from the condition (adaLN-Zero) multiplies the branch output after the
+branch scale. Hyper-connections (2409.19606; layers/hyper_connections.py) replace the ``(+)``: x
+holds several streams, the block's input is a learned mix of them and its output joins each.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..residual import Residual
+from .conditioning import apply_norm
 
 
 class Sublayer(nn.Module):
@@ -53,6 +59,8 @@ class Sublayer(nn.Module):
         branch_dropout: nn.Module | None = None,
         residual: nn.Module | None = None,
         post_residual_norm: nn.Module | None = None,
+        branch_gate: nn.Module | None = None,
+        hyper_connection: nn.Module | None = None,
     ):
         super().__init__()
         self.pre_branch_norm = _or_identity(pre_branch_norm)
@@ -63,22 +71,53 @@ class Sublayer(nn.Module):
         self.branch_dropout = branch_dropout
         self.residual = Residual() if residual is None else residual
         self.post_residual_norm = _or_identity(post_residual_norm)
+        self.branch_gate = branch_gate  # adaLN-Zero gate from the condition, or None
+        self.hyper_connection = hyper_connection  # x holds residual streams, or None
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None, **branch_inputs):
-        out, intermediates = self.branch_path(x, padding_mask, **branch_inputs)
+    def forward(
+        self,
+        x: Tensor,
+        padding_mask: Tensor | None = None,
+        condition: Tensor | None = None,
+        **branch_inputs,
+    ):
+        if self.hyper_connection is not None:  # x (b, n, s, d): hyper-connections
+            h, mixed = self.hyper_connection.width(x)
+            out, intermediates = self.branch_path(h, padding_mask, condition, **branch_inputs)
+            return self.hyper_connection.depth(out, mixed), intermediates
+        out, intermediates = self.branch_path(x, padding_mask, condition, **branch_inputs)
         residual = self.residual
         out = out + x if type(residual) is Residual else residual(out, x)
-        return _unless_identity(self.post_residual_norm, out), intermediates
+        return apply_norm(self.post_residual_norm, out, condition), intermediates
 
-    def branch_path(self, x: Tensor, padding_mask: Tensor | None = None, **branch_inputs):
-        """Everything but the residual: ``(dropout(branch_scale(post_branch_norm(branch(h)))),
-        intermediates)``; the F and G of a reversible coupling (layers/reversible.py)."""
-        h = _unless_identity(self.pre_branch_norm, x)
+    def block_input(self, x: Tensor) -> Tensor:
+        """What the branch path receives from the stream x: x itself, or with hyper-connections
+        the mix of the streams (what Transformer-XL memories are made of)."""
+        return x if self.hyper_connection is None else self.hyper_connection.width(x)[0]
+
+    def normalize_input(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """The pre-branch norm (with the condition when it is adaptive)."""
+        return apply_norm(self.pre_branch_norm, x, condition)
+
+    def branch_path(
+        self,
+        x: Tensor,
+        padding_mask: Tensor | None = None,
+        condition: Tensor | None = None,
+        **branch_inputs,
+    ):
+        """Everything but the residual: ``(dropout(gate(branch_scale(post_branch_norm(
+        branch(h))))), intermediates)``; the F and G of a reversible coupling
+        (layers/reversible.py)."""
+        h = apply_norm(self.pre_branch_norm, x, condition)
         if self.token_shift is not None:
             h = self.token_shift(h, padding_mask)
         out = self.branch(h, **branch_inputs)
         out, intermediates = out if isinstance(out, tuple) else (out, None)
-        out = _unless_identity(self.branch_scale, _unless_identity(self.post_branch_norm, out))
+        out = apply_norm(self.post_branch_norm, out, condition)
+        out = _unless_identity(self.branch_scale, out)
+        if self.branch_gate is not None:
+            out = self.branch_gate(out, condition)
         if self.branch_dropout is not None:
             out = self.branch_dropout(out)
         return out, intermediates

@@ -67,6 +67,29 @@ class BlockOptions:
     )
     # torch.utils.checkpoint (non-reentrant) around every block: recompute in the backward pass
     checkpoint_blocks: bool = option(False, "activation checkpointing of every block", "1604.06174")
+    # --- conditioning (DiT, "Scalable Diffusion Models with Transformers") -------------------
+    # the forward takes condition= (b, dim_condition); layers/conditioning.py
+    dim_condition: int | None = option(
+        None, "width of the forward's condition= (b, dim_condition); default: dim", "2212.09748"
+    )
+    use_adaptive_layernorm: bool = option(
+        False, "adaLN: LayerNorm gain and shift from condition= (zero-init)", "2212.09748"
+    )
+    use_adaptive_rmsnorm: bool = option(
+        False, "adaptive RMSNorm: gain from condition= (zero-init)", "2212.09748"
+    )
+    use_adaptive_layerscale: bool = option(
+        False, "adaLN-Zero: zero-init gates from condition= on every branch output", "2212.09748"
+    )
+    # --- residual topology -------------------------------------------------------------------
+    # hyper-connections: n residual streams mixed by learned static and dynamic weights
+    num_residual_streams: int = option(
+        1, "hyper-connections: residual streams (1: plain residual)", "2409.19606"
+    )
+    # U-ViT: block j of the second half takes concat(input of block L-1-j, x) through a Linear
+    unet_skips: bool = option(
+        False, "long skips first half -> mirrored second half (concat, Linear)", "2209.12152"
+    )
 
     def __post_init__(self):
         for name in ("custom_layers", "shift_tokens"):
@@ -76,6 +99,8 @@ class BlockOptions:
         _check_residuals(self)
         _check_layout(self)
         _check_reversible(self)
+        _check_conditioning(self)
+        _check_residual_streams(self)
         if not 0.0 <= self.layer_dropout < 1.0:
             raise ValueError(f"'layer_dropout' must lie in [0, 1), got {self.layer_dropout}")
 
@@ -94,7 +119,8 @@ def _refuse_together(active: list[str], why: str) -> None:
 
 def _check_norms(o: BlockOptions) -> None:
     _refuse_together(
-        _active(o, "use_scalenorm", "use_rmsnorm", "use_rezero"), "each picks the norm of the stack"
+        _active(o, "use_scalenorm", "use_rmsnorm", "use_rezero", *ADAPTIVE_NORMS),
+        "each picks the norm of the stack",
     )
     if o.use_rezero:
         _refuse_together(
@@ -154,6 +180,8 @@ REVERSIBLE_CONFLICTS = {
     "sandwich_coef": "the coupling pairs one attention with one following feedforward",
     "par_ratio": "the coupling pairs one attention with one following feedforward",
     "checkpoint_blocks": "a reversible stack already recomputes its blocks (choose one)",
+    "num_residual_streams": "hyper-connections replace the two coupled streams by their own",
+    "unet_skips": "long skips hand the first half's inputs to the second half outside the coupling",
 }
 
 
@@ -168,3 +196,44 @@ def _check_reversible(o: BlockOptions) -> None:
         )
     for name in _active(o, *REVERSIBLE_CONFLICTS):
         _refuse_together(["reversible", name], REVERSIBLE_CONFLICTS[name])
+
+
+ADAPTIVE_NORMS = ("use_adaptive_layernorm", "use_adaptive_rmsnorm")
+
+# features that replace the residual addition, which hyper-connections replace themselves
+RESIDUAL_STREAM_CONFLICTS = {
+    "deepnorm": "DeepNorm scales the residual and normalises the stream",
+    "scale_residual": "the learned residual scale replaces the residual addition",
+    "gate_residual": "the gated residual replaces the residual addition",
+}
+
+
+def _check_conditioning(o: BlockOptions) -> None:
+    """``dim_condition`` only with a feature that reads the condition (DiT, 2212.09748)."""
+    users = _active(o, *ADAPTIVE_NORMS, "use_adaptive_layerscale")
+    if o.dim_condition is not None:
+        if isinstance(o.dim_condition, bool) or not isinstance(o.dim_condition, int):
+            raise TypeError(f"'dim_condition' must be an int, got {o.dim_condition!r}")
+        if o.dim_condition < 1:
+            raise ValueError(f"'dim_condition' must be >= 1, got {o.dim_condition}")
+        if not users:
+            raise ValueError(
+                f"'dim_condition'={o.dim_condition} does nothing without 'use_adaptive_layernorm',"
+                " 'use_adaptive_rmsnorm' or 'use_adaptive_layerscale'"
+            )
+
+
+def _check_residual_streams(o: BlockOptions) -> None:
+    """Hyper-connections (2409.19606) replace the residual addition of pre-norm blocks."""
+    n = o.num_residual_streams
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"'num_residual_streams' must be an int >= 1, got {n!r}")
+    if n == 1:
+        return
+    if not o.pre_norm:
+        raise ValueError(
+            "'num_residual_streams' and 'pre_norm'=False cannot be combined: a post-norm "
+            "normalises the residual stream, which hyper-connections keep as several streams"
+        )
+    for name in _active(o, *RESIDUAL_STREAM_CONFLICTS):
+        _refuse_together(["num_residual_streams", name], RESIDUAL_STREAM_CONFLICTS[name])
