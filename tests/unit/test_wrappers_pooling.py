@@ -210,3 +210,13 @@ def test_probabilistic_generation_samples_around_the_mean():
     )
     with pytest.raises(ValueError, match="probabilistic"):
         ContinuousAutoregressiveWrapper(plain).generate(start, 2, temperature=0.5)
+
+
+def test_probabilistic_and_pooled_models_save_and_load(tmp_path):
+    wrapper = ContinuousAutoregressiveWrapper(continuous(average_pool_embed=True))
+    wrapper.save_pretrained(tmp_path / "continuous")
+    loaded = ContinuousAutoregressiveWrapper.from_pretrained(tmp_path / "continuous")
+    x = torch.randn(2, 5, 3)
+    assert loaded.net.probabilistic and loaded.probabilistic
+    torch.testing.assert_close(loaded.net(x), wrapper.net(x), rtol=0, atol=0)
+    assert loaded.net(x).shape == (2, 3, 2)  # pooled: (b, dim_out, 2)
