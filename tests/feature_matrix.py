@@ -96,21 +96,30 @@ def build_model(case: FeatureCase, kind: str, dtype=torch.float64, **extra_layer
         **case.wrapper_kwargs,
     )
     if model.attn_layers.dim_condition is not None:
-        give_fixed_condition(model, model.attn_layers.dim_condition)
+        give_fixed_condition(model)
     return model.to(dtype).eval()
 
 
-def give_fixed_condition(model, dim_condition: int, seed: int = 7) -> None:
-    """Conditioned rows (``use_adaptive_*``): every call that passes no ``condition=`` gets one
-    fixed vector for every row (a forward pre-hook), so the property tests, generation and the
-    cache run unchanged; tests/properties/test_conditioned_rows.py varies the condition per row."""
-    vector = torch.randn(dim_condition, generator=torch.Generator().manual_seed(seed))
+def fixed_condition(model, batch: int, seed: int = 7) -> dict:
+    """``{'condition': ...}``, one fixed vector for every row, for a model whose stack reads a
+    condition (``use_adaptive_*``); ``{}`` otherwise."""
+    width = model.attn_layers.dim_condition
+    if width is None:
+        return {}
+    vector = torch.randn(width, generator=torch.Generator().manual_seed(seed))
+    return {"condition": vector.to(next(model.parameters()).dtype).expand(batch, -1)}
+
+
+def give_fixed_condition(model) -> None:
+    """Conditioned rows: every call that passes no ``condition=`` gets :func:`fixed_condition`
+    (a forward pre-hook), so the property tests, generation and the cache run unchanged; a
+    model loaded from a checkpoint has no hook (pass ``**fixed_condition(model, batch)``);
+    tests/properties/test_conditioned_rows.py varies the condition per row."""
 
     def add_condition(module, args, kwargs):
         if kwargs.get("condition") is None:
             x = args[0] if args else kwargs["x"]
-            dtype = next(module.parameters()).dtype
-            kwargs["condition"] = vector.to(dtype).expand(x.shape[0], -1)
+            kwargs.update(fixed_condition(module, x.shape[0]))
         return args, kwargs
 
     model.register_forward_pre_hook(add_condition, with_kwargs=True)
