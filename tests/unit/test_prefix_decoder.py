@@ -146,6 +146,25 @@ def test_static_cache_prefill_then_decode():
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, **TIGHT)
 
 
+def test_generation_with_a_prefix_eager_and_compiled():
+    """``generate`` passes ``prefix_attn_len`` to every step: the prefill takes it, the cached
+    steps (eager or compiled on a static cache) find it within the cached positions."""
+    from x_transformers import AutoregressiveWrapper
+
+    net = build(rotary_pos_emb=True)
+    wrapper, prompts = AutoregressiveWrapper(net), tokens(seq=6)
+    expected = prompts
+    with torch.no_grad():
+        for _ in range(3):
+            logits = net(expected, prefix_attn_len=PREFIX)[:, -1]
+            expected = torch.cat((expected, logits.argmax(dim=-1, keepdim=True)), dim=1)
+        for compile in (False, True):
+            out = wrapper.generate(
+                prompts, 3, temperature=0.0, prefix_attn_len=PREFIX, compile=compile
+            )
+            assert torch.equal(out, expected[:, 6:]), f"compile={compile}"
+
+
 def test_refusals():
     net, x = build(rotary_pos_emb=True), tokens()
     with pytest.raises(TypeError, match="'prefix_attn_len' needs a PrefixDecoder"):
@@ -158,8 +177,12 @@ def test_refusals():
         net(x, prefix_attn_len=torch.tensor([1, 2, 3]))
     # the prefix must be prefilled in one forward
     _, cache = net(x[:, :3], prefix_attn_len=3, return_intermediates=True)
-    with pytest.raises(ValueError, match="prefilled in the first forward"):
+    with pytest.raises(ValueError, match=r"prefilled in the first forward: got values in \[5, 5\]"):
         net(x[:, 3:5], cache=cache, prefix_attn_len=5)
+    static = StaticKVCache(SEQ)
+    net(x[:, :3], prefix_attn_len=3, cache=static)
+    with pytest.raises(ValueError, match="reaches past the cached positions"):
+        net(x[:, 3:4], prefix_attn_len=torch.tensor([3, 4]), cache=static)
     with pytest.raises(ValueError, match="'prefix_attn_len' and 'mems'"):
         recurrent = TransformerWrapper(
             num_tokens=NUM_TOKENS,

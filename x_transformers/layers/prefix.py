@@ -28,23 +28,19 @@ from ..positional.span import PositionSpan
 
 def check_prefix_attn_len(prefix_attn_len, x: Tensor, cache, mems) -> int | Tensor | None:
     """``prefix_attn_len`` as an int or a (b,) integer tensor (None or 0: no prefix); checked
-    against the sequence length, the KV cache (prefix prefilled in one forward) and memories."""
+    against the sequence length, the KV cache (prefix prefilled in one forward) and memories.
+    A later forward of a KV cache needs no prefix (every new query is after it): the values
+    given are only checked to lie within the cached positions, without a host sync (an
+    asynchronous assertion for a static cache on an accelerator; nothing while compiling)."""
     if prefix_attn_len is None:
         return None
     batch, length = x.shape[:2]
-    if isinstance(prefix_attn_len, Tensor):
-        if prefix_attn_len.is_floating_point() or prefix_attn_len.shape != (batch,):
-            raise ValueError(
-                f"'prefix_attn_len' must be an int or an integer tensor of shape (batch={batch},),"
-                f" got {prefix_attn_len.dtype} of shape {tuple(prefix_attn_len.shape)}"
-            )
-        low, high = int(prefix_attn_len.min()), int(prefix_attn_len.max())
-    elif isinstance(prefix_attn_len, int) and not isinstance(prefix_attn_len, bool):
-        low = high = prefix_attn_len
-    else:
-        raise TypeError(
-            f"'prefix_attn_len' must be an int or a (batch,) tensor, got {prefix_attn_len!r}"
-        )
+    _check_kind(prefix_attn_len, batch)
+    if cache is not None and not cache.is_empty:
+        _check_prefix_is_cached(prefix_attn_len, cache.offset)
+        return None
+    values = torch.as_tensor(prefix_attn_len)
+    low, high = int(values.min()), int(values.max())
     if high == 0:
         return None
     if mems is not None:
@@ -52,25 +48,44 @@ def check_prefix_attn_len(prefix_attn_len, x: Tensor, cache, mems) -> int | Tens
             "'prefix_attn_len' and 'mems' (Transformer-XL memories) cannot be combined: the "
             "prefix would have to reach back into the remembered segment"
         )
-    if cache is None or cache.is_empty:
-        if low < 0 or high > length:
+    if low < 0 or high > length:
+        raise ValueError(
+            f"'prefix_attn_len' must lie in [0, {length}] (the sequence length), "
+            f"got values in [{low}, {high}]"
+        )
+    return prefix_attn_len
+
+
+def _check_kind(prefix_attn_len, batch: int) -> None:
+    if isinstance(prefix_attn_len, Tensor):
+        if prefix_attn_len.is_floating_point() or tuple(prefix_attn_len.shape) != (batch,):
             raise ValueError(
-                f"'prefix_attn_len' must lie in [0, {length}] (the sequence length), "
-                f"got values in [{low}, {high}]"
+                f"'prefix_attn_len' must be an int or an integer tensor of shape (batch={batch},),"
+                f" got {prefix_attn_len.dtype} of shape {tuple(prefix_attn_len.shape)}"
             )
-        return prefix_attn_len
-    # a later forward of a KV cache: the prefix must already be cached (prefilled in one go)
-    if isinstance(cache.offset, Tensor):
-        raise ValueError(
-            "'prefix_attn_len' with a static KV cache is given on the prefill only (the first "
-            "forward); later forwards are causal and take no prefix"
+    elif not isinstance(prefix_attn_len, int) or isinstance(prefix_attn_len, bool):
+        raise TypeError(
+            f"'prefix_attn_len' must be an int or a (batch,) tensor, got {prefix_attn_len!r}"
         )
-    if low < 0 or high > cache.offset:
-        raise ValueError(
-            f"'prefix_attn_len' values in [{low}, {high}] reach past the {cache.offset} cached "
-            "positions; with a KV cache the whole prefix is prefilled in the first forward"
-        )
-    return None  # every new query is after the prefix: causal suffices
+
+
+def _check_prefix_is_cached(prefix_attn_len, offset: int | Tensor) -> None:
+    """A later forward of a KV cache: the prefix must lie within the cached positions (it was
+    prefilled in one forward)."""
+    if torch.compiler.is_compiling():
+        return
+    message = (
+        "'prefix_attn_len' reaches past the cached positions; with a KV cache the whole prefix "
+        "is prefilled in the first forward"
+    )
+    values = torch.as_tensor(prefix_attn_len)
+    if isinstance(offset, Tensor) and offset.device.type != "cpu":
+        values = values.to(offset.device)
+        torch._assert_async(((values >= 0) & (values <= offset)).all(), message)
+        return
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high > int(offset):
+        raise ValueError(f"{message}: got values in [{low}, {high}], {int(offset)} cached")
 
 
 def prefix_causal_mask(span: PositionSpan, prefix_attn_len, device: torch.device) -> Tensor:
