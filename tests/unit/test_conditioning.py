@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from x_transformers import ContinuousTransformerWrapper, Decoder, Encoder, TransformerWrapper
+from x_transformers import (
+    AutoregressiveWrapper,
+    ContinuousTransformerWrapper,
+    Decoder,
+    Encoder,
+    TransformerWrapper,
+)
 from x_transformers.layers import reversible
 from x_transformers.layers.conditioning import AdaptiveLayerNorm, AdaptiveRMSNorm
 
@@ -166,3 +172,19 @@ def test_reversible_stacks_read_the_condition(monkeypatch):
         reversible.ReversibleFunction, "apply", lambda coupling, x, *rest: coupling.forward(x, x)
     )
     assert_same_gradients(hand_written, condition_gradients(model, x, condition))
+
+
+def test_generation_passes_the_condition_to_every_step():
+    """Greedy tokens with the KV cache equal those without it, and depend on the condition."""
+    torch.manual_seed(0)
+    layers = Decoder(dim=16, depth=2, heads=2, use_adaptive_layernorm=True, dim_condition=4)
+    net = TransformerWrapper(num_tokens=11, max_seq_len=16, attn_layers=layers).double().eval()
+    open_every_condition_projection(net)
+    wrapper = AutoregressiveWrapper(net)
+    prompt = torch.randint(0, 11, (2, 3))
+    condition = torch.randn(2, 4, dtype=torch.float64) * 3
+    greedy = dict(seq_len=6, temperature=0.0, condition=condition)
+    cached = wrapper.generate(prompt, cache_kv=True, **greedy)
+    assert torch.equal(cached, wrapper.generate(prompt, cache_kv=False, **greedy))
+    flipped = wrapper.generate(prompt, cache_kv=True, **{**greedy, "condition": -condition})
+    assert not torch.equal(cached, flipped)
