@@ -27,12 +27,22 @@ def build(row=None, stack=PrefixDecoder, **extra):
     net = TransformerWrapper(
         num_tokens=NUM_TOKENS, max_seq_len=MAX_SEQ_LEN, attn_layers=layers, **wrapper_kwargs
     )
-    if getattr(layers, "dim_condition", None) is not None:  # conditioned rows: a fixed vector
-        from tests.feature_matrix import give_fixed_condition
-
-        give_fixed_condition(net, layers.dim_condition)
+    if getattr(layers, "dim_condition", None) is not None:  # conditioned rows (DiT)
+        give_a_fixed_condition(net, layers.dim_condition)
     open_zero_initialised_gates(net)
     return net.double().eval()
+
+
+def give_a_fixed_condition(net, dim_condition: int) -> None:
+    """Every call of a conditioned model gets one fixed ``condition=`` (b, dim_condition)."""
+    vector = torch.randn(dim_condition, generator=torch.Generator().manual_seed(7))
+
+    def add_condition(module, args, kwargs):
+        x = args[0] if args else kwargs["x"]
+        kwargs["condition"] = vector.to(torch.float64).expand(x.shape[0], -1)
+        return args, kwargs
+
+    net.register_forward_pre_hook(add_condition, with_kwargs=True)
 
 
 def open_zero_initialised_gates(net) -> None:
