@@ -121,6 +121,28 @@ def test_per_row_prefix_lengths_equal_each_row_alone():
     assert (together[0] - net(x[:1], prefix_attn_len=7)[0]).abs().max() > 1e-9
 
 
+@pytest.mark.parametrize("wrapper_kwargs", [{}, {"num_memory_tokens": 2}])
+def test_a_left_padded_row_counts_its_prefix_from_its_first_real_token(wrapper_kwargs):
+    torch.manual_seed(0)
+    layers = PrefixDecoder(dim=DIM, depth=DEPTH, heads=HEADS, rotary_pos_emb=True)
+    net = TransformerWrapper(
+        num_tokens=NUM_TOKENS,
+        max_seq_len=MAX_SEQ_LEN,
+        attn_layers=layers,
+        use_abs_pos_emb=False,
+        **wrapper_kwargs,
+    )
+    net = net.double().eval()
+    long, short = tokens(batch=1, seq=8), tokens(batch=1, seq=5, seed=2)
+    x = torch.cat((long, torch.cat((torch.zeros(1, 3, dtype=torch.long), short), dim=1)))
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, :3] = False
+    with torch.no_grad():
+        out = net(x, mask=mask, seq_start_pos=torch.tensor([0, 3]), prefix_attn_len=3)
+        torch.testing.assert_close(out[:1], net(long, prefix_attn_len=3), **TIGHT)
+        torch.testing.assert_close(out[1:, 3:], net(short, prefix_attn_len=3), **TIGHT)
+
+
 def test_without_a_prefix_it_is_a_decoder():
     x = tokens()
     with torch.no_grad():
