@@ -136,7 +136,10 @@ def _copy_weights(model: TransformerWrapper, hf_model, to_ours: bool) -> None:
             raise ValueError(f"{what}: present on one side only")
         if ours is None:
             continue
-        copy_into(ours, theirs, what) if to_ours else copy_into(theirs, ours, what)
+        if to_ours:
+            copy_into(ours, theirs, what)
+        else:
+            copy_into(theirs, ours, what)
 
 
 def _norm_pairs(ours, theirs, what: str) -> list:
