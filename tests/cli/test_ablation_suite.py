@@ -15,6 +15,11 @@ wrapper.use_abs_pos_emb = false
 attn_layers.rotary_pos_emb = true
 """
 
+# one variant of the newer suite per attention keyword added after the default suite
+NEWER_KEYWORDS = {"add_value_residual", "attn_softclamp_logits", "attn_sigmoid", "attn_laplace"}
+NEWER_KEYWORDS |= {"attn_l2_distance", "attn_qk_rmsnorm", "attn_value_rmsnorm"}
+NEWER_KEYWORDS |= {"attn_add_zero_kv", "attn_gate_value_heads"}
+
 
 def write(tmp_path, text, name="mine.toml"):
     path = tmp_path / name
@@ -58,7 +63,30 @@ def test_the_extrapolation_suite_trains_short_and_evaluates_long():
 
 
 def test_shipped_suite_names():
-    assert {"default", "extrapolation", "tiny"} <= set(suite_names())
+    assert {"default", "extrapolation", "newer", "tiny"} <= set(suite_names())
+
+
+@pytest.mark.parametrize("name", suite_names())
+def test_every_shipped_suite_parses_and_every_variant_builds(name):
+    suite = load_suite(name)  # resolves each variant and builds it on the meta device
+    assert suite.base_name in suite.variants and len(suite.variants) >= 2
+    assert all(suite.params[variant] > 0 for variant in suite.variants)
+
+
+def test_the_newer_suite_shares_the_default_base_and_changes_one_attention_keyword():
+    newer, default = load_suite("newer"), load_suite("default")
+    assert newer.base.to_dict() == default.base.to_dict()  # its base runs are the default's
+    assert newer.settings.seeds == default.settings.seeds
+    assert newer.settings.evaluations == default.settings.evaluations
+    base = newer.base.to_dict()
+    keywords = set()
+    for name, config in newer.variants.items():
+        if name != "base":
+            keys = changed(config.to_dict(), base)
+            assert keys and {section for section, _ in keys} == {"attn_layers"}, name
+            assert config.train == newer.base.train and config.data == newer.base.data
+            keywords |= {key for _, key in keys}
+    assert NEWER_KEYWORDS <= keywords
 
 
 def test_a_user_suite_is_a_train_config_plus_variants(tmp_path):
