@@ -77,7 +77,9 @@ def test_infusion_reaches_queries_and_keys_but_not_values():
     positions = layers.positions(N, device=x.device, dtype=x.dtype)
     sinusoids = positions.infusion.query
     w_q = attention.proj.to_q.weight
-    w_k, w_v = attention.proj.to_kv.weight.split((attention.shapes.k_width, attention.shapes.v_width))
+    w_k, w_v = attention.proj.to_kv.weight.split(
+        (attention.shapes.k_width, attention.shapes.v_width)
+    )
     kv = attention.proj.keys_values(*positions.infuse(x, x)[1:], x)
     torch.testing.assert_close(kv[..., : w_k.shape[0]], (x + sinusoids) @ w_k.t())
     torch.testing.assert_close(kv[..., w_k.shape[0] :], x @ w_v.t())

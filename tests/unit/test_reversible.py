@@ -202,6 +202,30 @@ def test_call_time_refusals_name_the_input():
         stack(x, return_attn=True, return_hiddens=True)
 
 
+def test_wrapper_with_xl_memories_is_refused_at_construction():
+    from x_transformers import TransformerWrapper
+
+    with pytest.raises(ValueError, match="'reversible' and 'max_mem_len'"):
+        TransformerWrapper(
+            num_tokens=8, max_seq_len=8, max_mem_len=4, attn_layers=stack_of(Decoder)
+        )
+
+
+def test_hiddens_are_the_branch_streams_without_gradients_and_none_with_them():
+    stack = stack_of(Decoder, depth=2)
+    x = inputs()
+    with torch.no_grad():
+        _, intermediates = stack(x, return_hiddens=True)
+    # unit 1 reads x2 = x (attention), then y1 = x + F(x) (feedforward); unit 2 the next streams
+    first_attention = stack.blocks[0].branch(stack.blocks[0].pre_branch_norm(x))[0]
+    assert len(intermediates.hiddens) == 4 and len(intermediates.self_attention_inputs) == 2
+    torch.testing.assert_close(intermediates.hiddens[0], x)
+    torch.testing.assert_close(intermediates.hiddens[1], x + first_attention)
+    assert intermediates.self_attention_inputs[0] is intermediates.hiddens[0]
+    _, intermediates = stack(x.requires_grad_(), return_hiddens=True)
+    assert intermediates.hiddens is None and intermediates.self_attention_inputs is None
+
+
 def test_inference_with_the_kv_cache_and_return_attn():
     stack = stack_of(Decoder, depth=2, rotary_pos_emb=True).eval()
     x = inputs()

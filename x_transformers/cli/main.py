@@ -6,7 +6,7 @@
     torchrun --nproc_per_node 2 -m x_transformers.cli train --preset tiny   # DDP (or --fsdp)
     xtransformers sample runs/tiny --prompt "def main(" --length 300 --top-p 0.9
     xtransformers eval runs/tiny --data some.txt           # bits per byte
-    xtransformers ablate --suite default --seeds 3         # every technique vs a base, table + plots
+    xtransformers ablate --suite default --seeds 3         # each technique vs a base: table, plots
 
 Problems the user can fix (a config key, a missing file, a corrupt checkpoint) are printed as one
 line and exit with status 2; a run whose loss turns non-finite stops with status 3 (its newest

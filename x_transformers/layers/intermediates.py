@@ -12,7 +12,11 @@ from ..attention import AttentionIntermediates, ForwardState
 
 @dataclass
 class LayerIntermediates:
-    """Per-block inputs (``hiddens``) and attention intermediates of one stack forward."""
+    """Per-block inputs (``hiddens``) and attention intermediates of one stack forward.
+
+    A reversible stack (``reversible=True``) gives the stream each block's branch reads as
+    ``hiddens`` without gradients, and ``None`` with them: its training forward keeps no
+    block input (they are rebuilt in the backward pass)."""
 
     hiddens: list[Tensor] = field(default_factory=list)
     attn_intermediates: list[AttentionIntermediates] = field(default_factory=list)

@@ -16,10 +16,11 @@ and stochastic depth are replayed identically: the CPU (and CUDA) RNG state is s
 every F and G and restored around its recomputation, and the block skips are drawn once.
 
 Without gradients (evaluation, KV-cache decoding) the same coupling runs directly; nothing is
-recomputed, so the cache and ``return_attn`` work there. Refused: XL memories (``mems``), a KV
-cache or ``return_attn`` while gradients are recorded, and, at construction, layouts that do not
-pair and features handing data between blocks outside the two streams
-(:data:`x_transformers.options.blocks.REVERSIBLE_CONFLICTS`).
+recomputed, so the cache, ``return_attn`` and the ``hiddens`` (the stream each branch reads)
+work there. Refused: XL memories (``mems``, and a wrapper's ``max_mem_len`` at construction), a
+KV cache or ``return_attn`` while gradients are recorded (``hiddens`` are then ``None``), and, at
+construction, layouts that do not pair and features handing data between blocks outside the two
+streams (:data:`x_transformers.options.blocks.REVERSIBLE_CONFLICTS`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch import Tensor
 from ..attention.stages import AttentionStage
 from .conditioning import apply_norm
 from .intermediates import LayerIntermediates
-from .layout import FEEDFORWARD
+from .layout import FEEDFORWARD, SELF_ATTENTION
 
 Unit = tuple[tuple[int, ...], int]  # (indices of the attention blocks, index of the feedforward)
 
@@ -84,8 +85,11 @@ def run_reversible(stack, x: Tensor, prepared) -> tuple[Tensor, LayerIntermediat
             if given:
                 raise ValueError(
                     f"'reversible' and '{name}' cannot be combined while training (with "
-                    "gradients); use torch.no_grad() for inference"
+                    "gradients; a wrapper's return_intermediates=True records a cache); use "
+                    "torch.no_grad() for inference"
                 )
+        # the blocks' inputs are rebuilt in the backward pass, never kept: nothing to return
+        intermediates.hiddens = intermediates.self_attention_inputs = None
         coupling.track_gradients(params, differentiable_tensors(prepared.block_inputs))
         y1, y2 = ReversibleFunction.apply(coupling, x, *params, *coupling.extras)
     else:
@@ -136,6 +140,10 @@ class Coupling:
         if self.skips[index]:
             return None
         block, kind = self.stack.blocks[index], self.stack.layer_kinds[index]
+        if intermediates is not None:  # the stream this block's branch reads
+            intermediates.hiddens.append(h)
+            if kind == SELF_ATTENTION:
+                intermediates.self_attention_inputs.append(h)
         extra = self.stack._past_inputs(index, block, None, self.prepared.cache) if past else {}
         out, attention = block.branch_path(h, **self.prepared.block_inputs[kind], **extra)
         if intermediates is not None and attention is not None:
@@ -152,8 +160,8 @@ class Coupling:
                 total = out if total is None else total + out
         return total
 
-    def g(self, unit: Unit, y1: Tensor) -> Tensor | None:
-        return self.branch(unit[1], y1, past=False)
+    def g(self, unit: Unit, y1: Tensor, intermediates=None) -> Tensor | None:
+        return self.branch(unit[1], y1, past=False, intermediates=intermediates)
 
     def forward(self, x1: Tensor, x2: Tensor, intermediates=None) -> tuple[Tensor, Tensor]:
         """The coupled streams through every unit (saving the RNG state before each F and G)."""
@@ -169,7 +177,7 @@ class Coupling:
             out = self.f(unit, x2, past, intermediates)
             y1 = x1 if out is None else x1 + out
             state_g = rng_state(x1.device)
-            out = self.g(unit, y1)
+            out = self.g(unit, y1, intermediates)
             x1, x2 = y1, (x2 if out is None else x2 + out)
             self.rng_states.append((state_f, state_g))
         return x1, x2

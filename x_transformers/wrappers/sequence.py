@@ -39,6 +39,11 @@ class SequenceWrapper(PretrainedMixin, nn.Module, metaclass=ABCMeta):
         self.num_memory_tokens = options.num_memory_tokens
         self.memory_tokens = build_memory_tokens(options.num_memory_tokens, dim)
         self.max_mem_len, self.shift_mem_down = options.max_mem_len, options.shift_mem_down
+        if options.max_mem_len > 0 and attn_layers.config.blocks.reversible:
+            raise ValueError(
+                "'reversible' and 'max_mem_len' cannot be combined: Transformer-XL memories are "
+                "made of every block's input, which a reversible stack does not keep"
+            )
         self.attn_layers = attn_layers
         self.pooling = build_pooling(dim, options, attn_layers)  # use_cls_token, average_pool
 
