@@ -123,3 +123,61 @@ def test_rotation_keeps_the_input_dtype_and_computes_in_float32():
 def test_rotary_dimension_must_be_even():
     with pytest.raises(ValueError, match="even"):
         RotaryEmbedding(7)
+
+
+SPANS = [
+    PositionSpan.for_lengths(10),  # a plain forward
+    PositionSpan.for_lengths(1, offset=300, num_new_keys=1),  # a decoding step past the table
+    PositionSpan.for_lengths(5, num_keys=12, offset=7),  # Transformer-XL memories
+    PositionSpan.for_lengths(3, offset=4, row_offset=torch.tensor([0, 2])),  # computed: per row
+    PositionSpan.for_lengths(2, num_keys=6, offset=torch.tensor(4), num_new_keys=2),  # static
+]
+
+
+@pytest.mark.parametrize("xpos", [None, 16.0], ids=["rotary", "xpos"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_table_slices_equal_the_computed_rotation(xpos, dtype):
+    rotary = RotaryEmbedding(8, xpos_scale_base=xpos)
+    for span in SPANS:
+        from_table = rotary(span, torch.device("cpu"), dtype)
+        computed = rotary._computed(span, torch.device("cpu"), dtype)
+        for name in ("query_cos", "query_sin", "key_cos", "key_sin"):
+            torch.testing.assert_close(
+                getattr(from_table, name), getattr(computed, name), rtol=0, atol=0
+            )
+
+
+def test_decoding_steps_slice_one_table_per_device_and_dtype():
+    rotary = RotaryEmbedding(8)
+    cpu = torch.device("cpu")
+    first = rotary(PositionSpan.for_lengths(4), cpu, torch.float32)
+    table = rotary._tables[(cpu, torch.float32)]
+    for offset in range(4, 40):
+        step = rotary(
+            PositionSpan.for_lengths(1, offset=offset, num_new_keys=1), cpu, torch.float32
+        )
+        assert (
+            step.query_cos.untyped_storage().data_ptr()
+            == table.query_cos.untyped_storage().data_ptr()
+        )
+    assert rotary._tables[(cpu, torch.float32)] is table and first.query_cos.shape == (4, 8)
+    rotary(PositionSpan.for_lengths(4), cpu, F64)
+    assert set(rotary._tables) == {(cpu, torch.float32), (cpu, F64)}
+    rotary.double()  # moving the module drops the tables
+    assert rotary._tables == {}
+
+
+def test_a_table_built_under_inference_mode_serves_a_training_forward():
+    from x_transformers import Decoder, TransformerWrapper
+
+    model = TransformerWrapper(
+        num_tokens=16,
+        max_seq_len=32,
+        attn_layers=Decoder(dim=16, depth=1, heads=2, rotary_pos_emb=True),
+    )
+    x = torch.randint(0, 16, (2, 8))
+    with torch.inference_mode():
+        expected = model(x)
+    out = model(x)  # reuses the table: must not be an inference tensor saved for backward
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), expected)

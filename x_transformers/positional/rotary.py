@@ -93,6 +93,7 @@ class RotaryEmbedding(nn.Module):
         if dim < 2 or dim % 2:
             raise ValueError(f"the rotary dimension must be even and >= 2, got {dim}")
         self.dim, self.theta, self.xpos_scale_base = dim, theta, xpos_scale_base
+        self._tables: dict[tuple[torch.device, torch.dtype], Rotation] = {}  # see _from_table
 
     def frequencies(self, device: torch.device, dtype: torch.dtype) -> Tensor:
         """(r / 2,) angular frequencies ``theta^(-2k / r)``."""
@@ -117,6 +118,31 @@ class RotaryEmbedding(nn.Module):
         return torch.cat((scale, scale), dim=-1)
 
     def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Rotation:
+        if _contiguous_from_zero(span) and not torch.compiler.is_compiling():
+            return self._from_table(span, device, dtype)
+        return self._computed(span, device, dtype)
+
+    def _from_table(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Rotation:
+        """Slices of the cosines and sines of positions 0 .. L - 1, computed once per device and
+        dtype (and again, twice as long, when a span reaches past them): a decoding step then
+        costs no trigonometry. Compiled graphs compute instead, where it fuses."""
+        end = max(span.query_start + span.num_queries, span.new_key_start + span.new_key_count)
+        table = self._tables.get((device, dtype))
+        if table is None or table.query_cos.shape[0] < end:
+            length = max(end, 2 * (0 if table is None else table.query_cos.shape[0]), 64)
+            with torch.inference_mode(False):  # the table outlives an inference-mode forward
+                table = self._computed(PositionSpan.for_lengths(length), device, dtype)
+            self._tables[(device, dtype)] = table
+        queries = slice(span.query_start, span.query_start + span.num_queries)
+        keys = slice(span.new_key_start, span.new_key_start + span.new_key_count)
+        return Rotation(
+            table.query_cos[queries],
+            table.query_sin[queries],
+            table.key_cos[keys],
+            table.key_sin[keys],
+        )
+
+    def _computed(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Rotation:
         query_positions = span.query_positions(device, dtype)
         key_positions = span.new_key_positions(device, dtype)
         query_angles, key_angles = self.angles(query_positions), self.angles(key_positions)
@@ -133,5 +159,21 @@ class RotaryEmbedding(nn.Module):
             key_sin / key_scale,
         )
 
+    def _apply(self, fn, recurse=True):
+        self._tables.clear()  # .to() / .double(): rebuilt on the next forward
+        return super()._apply(fn, recurse)
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, theta={self.theta}, xpos_scale_base={self.xpos_scale_base}"
+
+
+def _contiguous_from_zero(span: PositionSpan) -> bool:
+    """Positions that are Python-int ranges from 0 up, the same for every row (no row offset,
+    no explicit positions): slices of one table."""
+    return (
+        span.positions is None
+        and span.row_offset is None
+        and isinstance(span.query_start, int)
+        and isinstance(span.new_key_start, int)
+        and min(span.query_start, span.new_key_start) >= 0
+    )
