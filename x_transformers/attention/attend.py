@@ -37,11 +37,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..backend import SDPA_SUPPORTS_GQA
 from .masks import causal_mask, combine_masks
 from .stages import KERNEL_POINTS, MASKED, NORMALIZE, SCORES, SIMILARITY, WEIGHTS, StageList
-
-# F.scaled_dot_product_attention takes enable_gqa from torch 2.5 on
-SDPA_SUPPORTS_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)
 
 
 @dataclass

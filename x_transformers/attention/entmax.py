@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..backend import sort_descending
 from .stages import NORMALIZE, AttentionStage
 
 _OUTSIDE_SUPPORT = -2.0  # any x < -1 has zero probability (see the module docstring)
@@ -35,7 +36,7 @@ _OUTSIDE_SUPPORT = -2.0  # any x < -1 has zero probability (see the module docst
 
 def _entmax15_threshold(x: Tensor) -> Tensor:
     """x (..., n) with max 0 -> tau (..., 1)."""
-    sorted_x, _ = torch.sort(x, dim=-1, descending=True)
+    sorted_x, _ = sort_descending(x, dim=-1)
     n = x.shape[-1]
     rank = torch.arange(1, n + 1, device=x.device, dtype=x.dtype)
     mean = sorted_x.cumsum(dim=-1) / rank

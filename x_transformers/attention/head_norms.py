@@ -13,9 +13,9 @@ so cached keys are stored normalised.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..backend import rms_norm
 from .stages import PROJECTED, AttentionStage
 
 
@@ -28,7 +28,7 @@ class HeadRMSNorm(nn.Module):
         self.gain = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.gain.to(x.dtype), self.eps)
+        return rms_norm(x, (x.shape[-1],), self.gain.to(x.dtype), self.eps)
 
 
 class QueryKeyRMSNorm(AttentionStage):

@@ -6,7 +6,6 @@ Shape letters: b batch, h heads, i queries, j keys.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -51,4 +50,6 @@ def prepend_keys(tensor: Tensor | None, num: int, value: float | bool) -> Tensor
     filled with ``value`` (True for a mask: always visible; 0 for a bias)."""
     if tensor is None:
         return None
-    return F.pad(tensor, (num, 0), value=value)
+    # torch.full + cat rather than F.pad: Paddle has no bool kernel for pad
+    front = torch.full((*tensor.shape[:-1], num), value, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat((front, tensor), dim=-1)

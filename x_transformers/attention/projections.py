@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..backend import register_load_state_dict_pre_hook
 from .heads import HeadShapes
 
 ROLES = ("q", "k", "v", "out")
@@ -66,7 +67,7 @@ class AttentionProjections(nn.Module):
             self.to_q = nn.Linear(dim, shapes.q_width, bias=qkv_bias)
             self.to_kv = nn.Linear(dim_context, shapes.k_width + shapes.v_width, bias=qkv_bias)
         self.to_out = nn.Linear(shapes.out_width, dim, bias=out_bias) if to_out is None else to_out
-        self._register_load_state_dict_pre_hook(_fuse_split_layout, with_module=True)
+        register_load_state_dict_pre_hook(self, _fuse_split_layout)
 
     def __getattr__(self, name: str):
         """With a fused projection, ``to_q`` and ``to_kv`` are :class:`SplitView` row views of
@@ -85,7 +86,7 @@ class AttentionProjections(nn.Module):
         """Queries (b, i, q_width) and keys + values (b, j, k_width + v_width) of their inputs;
         one matrix product when the projection is fused and the three inputs are one tensor."""
         if self.fused and q_input is k_input and k_input is v_input:
-            return self.to_qkv(q_input).split((self.widths[0], sum(self.widths[1:])), dim=-1)
+            return self.to_qkv(q_input).split((self.widths[0], sum(self.widths[1:])), -1)
         return self.queries(q_input), self.keys_values(k_input, v_input)
 
     def queries(self, x: Tensor) -> Tensor:

@@ -33,7 +33,8 @@ class SparseTopK(AttentionStage):
         # sort breaks ties towards the earliest key, so a row keeps the same keys whether it is
         # computed in a full forward or in a cached decoding step (saturated scores tie exactly)
         top_indices = scores.argsort(dim=-1, descending=True, stable=True)[..., : self.k]
-        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, top_indices, True)
+        # scattered as numbers (Paddle has no bool scatter kernel), then compared
+        keep = torch.zeros_like(scores).scatter_(-1, top_indices, 1.0) > 0
         return scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
 
     def extra_repr(self) -> str:

@@ -43,7 +43,7 @@ from .kv_cache import DynamicKVCache, StaticKVCache
 
 CACHE_KINDS = ("dynamic", "static")
 # frames inside these packages are skipped when warning, so a warning points at the user's line
-_INTERNAL = tuple(str(Path(m.__file__).parent) for m in (sys.modules["x_transformers"], torch))
+_INTERNAL = tuple(str(Path(f).parent) for f in (Path(__file__).parent, torch.__file__))
 
 
 def warn_user(message: str) -> None:

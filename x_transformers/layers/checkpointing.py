@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ..attention import ForwardState
+from ..backend import checkpoint
 
 
 def checkpointed_call(block: nn.Module, x: Tensor, inputs: dict, past: dict):

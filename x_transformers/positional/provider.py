@@ -110,7 +110,7 @@ class PositionProvider(nn.Module):
         span = PositionSpan.for_lengths(
             num_queries, num_keys, offset, key_start, num_new_keys, row_offset, positions
         )
-        compute_dtype = torch.promote_types(dtype, torch.float32)
+        compute_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         with autocast_disabled(device):
             bias = _evaluate(self.score_bias, span, device, compute_dtype)
             return Positions(
