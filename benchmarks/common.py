@@ -26,6 +26,50 @@ import time
 
 import torch
 
+# the library's keywords of each feature set of reference.FEATURE_SETS:
+# (Decoder keywords, TransformerWrapper keywords)
+MODERN_LAYERS = {
+    "rotary_pos_emb": True,
+    "use_rmsnorm": True,
+    "ff_swish": True,
+    "ff_glu": True,
+    "attn_qk_norm": True,
+}
+OURS = {
+    "off": ({}, {}),
+    "rotary": ({"rotary_pos_emb": True}, {"use_abs_pos_emb": False}),
+    "modern": (MODERN_LAYERS, {"use_abs_pos_emb": False}),
+}
+
+
+def build_ours(features, num_tokens, max_seq_len, dim, depth, heads):
+    """Our ``TransformerWrapper`` + ``Decoder`` with the feature set ``features`` (a key of
+    ``OURS``), the same model as ``reference.ReferenceGPT(..., **FEATURE_SETS[features])``."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the x_transformers checkout
+    from x_transformers import Decoder, TransformerWrapper
+
+    layers, wrapper = OURS[features]
+    return TransformerWrapper(
+        num_tokens=num_tokens,
+        max_seq_len=max_seq_len,
+        attn_layers=Decoder(dim=dim, depth=depth, heads=heads, **layers),
+        **wrapper,
+    )
+
+
+def copy_weights(source, target):
+    """Copy ``source``'s parameters into ``target`` in registration order (ours and the reference
+    register the same tensors in the same order); the shapes must agree one by one."""
+    pairs = list(zip(source.parameters(), target.parameters(), strict=True))
+    with torch.no_grad():
+        for a, b in pairs:
+            if a.shape != b.shape:
+                raise ValueError(f"parameter shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+            b.copy_(a)
+
 
 def common_parser(description):
     p = argparse.ArgumentParser(description=description)
@@ -48,6 +92,14 @@ def common_parser(description):
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument(
+        "--features",
+        choices=list(OURS),
+        default="off",
+        help="feature set of both models (reference.FEATURE_SETS): off = learned positions, "
+        "LayerNorm, GELU; rotary; modern = rotary, RMSNorm, SwiGLU, qk-norm",
+    )
+    p.add_argument("--modern", action="store_const", const="modern", dest="features")
     return p
 
 
@@ -107,6 +159,21 @@ def paired_ratio(a, b):
     return statistics.median(x / y for x, y in zip(a, b))
 
 
+def matmul_peak_flops(device, dtype=torch.float32, size=1024, repeats=10) -> float:
+    """FLOP/s of a square matmul, the best of ``repeats`` (the denominator of the MFU)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
 def mib(n_bytes):
     return n_bytes / 2**20
 
@@ -152,18 +219,24 @@ def cpu_peak_rss(task, args, name):
 
 
 def peak_memory_report(names, task, args, cuda_fns=None):
-    """Print one peak-memory line per model name. ``cuda_fns``: {name: step fn}."""
+    """Print one peak-memory line per model name and return {name: bytes}: on CUDA the peak
+    allocated bytes, on CPU the peak RSS above the import-only baseline. ``cuda_fns``:
+    {name: step fn}."""
     if args.device == "cuda":
         print("peak memory = torch.cuda.max_memory_allocated over 2 calls")
-        for name in names:
-            print(f"  {name:>12}: {mib(cuda_peak_memory(cuda_fns[name])):8.1f} MiB")
-        return
+        peaks = {name: cuda_peak_memory(cuda_fns[name]) for name in names}
+        for name, peak in peaks.items():
+            print(f"  {name:>12}: {mib(peak):8.1f} MiB")
+        return peaks
     print(
         "peak memory = peak RSS (VmHWM) of a fresh process that builds the model and "
         "runs it;\n'above baseline' subtracts a process that only imports"
     )
     base = cpu_peak_rss(None, args, "")
     print(f"  {'baseline':>12}: {mib(base):8.1f} MiB")
+    peaks = {}
     for name in names:
         peak = cpu_peak_rss(task, args, name)
+        peaks[name] = peak - base
         print(f"  {name:>12}: {mib(peak):8.1f} MiB  ({mib(peak - base):7.1f} MiB above baseline)")
+    return peaks

@@ -17,7 +17,6 @@ peak.
 """
 
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,23 +25,17 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the x_transformers checkout
 
-from common import common_parser, describe, median, paired_ratio, setup, sync, time_interleaved
+from common import (
+    common_parser,
+    describe,
+    matmul_peak_flops,
+    median,
+    paired_ratio,
+    setup,
+    time_interleaved,
+)
 
 from x_transformers import AutoregressiveWrapper
-
-
-def matmul_peak_flops(device, dtype, size=1024, repeats=10) -> float:
-    """FLOP/s of a square matmul, the best of ``repeats`` (the denominator of the MFU)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def hf_models(args):
@@ -119,9 +112,13 @@ def train_fns(args, hf_model, ours, device):
 
 
 def report_family(args, family, hf_model, device, peak):
+    """Check identical greedy tokens, time generation and a training step, print them, and
+    return {'params': n, 'generation': {name: (tokens/s, speed vs hf, MFU)},
+    'train': {name: (tokens/s, MFU)}, 'train_ratio': ours / hf step time (paired)}."""
+    result = {"generation": {}, "train": {}}
     ours = ours_from(family, hf_model).to(device)
     hf_model = hf_model.to(device)
-    params = sum(p.numel() for p in ours.parameters())
+    params = result["params"] = sum(p.numel() for p in ours.parameters())
     prompt = torch.randint(0, args.vocab, (args.batch, args.prompt_len), device=device)
     fns = generation_fns(args, hf_model, ours, prompt)
     with torch.no_grad():
@@ -138,6 +135,7 @@ def report_family(args, family, hf_model, device, peak):
         tokens_per_s = new / median(values)
         mfu = tokens_per_s * 2 * params / peak
         speed = paired_ratio(times["hf"], values)
+        result["generation"][name] = (tokens_per_s, speed, mfu)
         print(
             f"  {name:>14}: {tokens_per_s:9,.0f} tokens/s  {speed:5.2f}x hf (paired)  "
             f"MFU {mfu:6.2%}"
@@ -150,9 +148,11 @@ def report_family(args, family, hf_model, device, peak):
     for name, values in times.items():
         tokens_per_s = trained / median(values)
         mfu = tokens_per_s * 6 * params / peak
+        result["train"][name] = (tokens_per_s, mfu)
         print(f"  {name:>14}: {tokens_per_s:9,.0f} tokens/s  MFU {mfu:6.2%}")
-    ratio = paired_ratio(times["ours train"], times["hf train"])
+    ratio = result["train_ratio"] = paired_ratio(times["ours train"], times["hf train"])
     print(f"  ratio ours/hf step time: {ratio:.3f} paired median")
+    return result
 
 
 def main():
