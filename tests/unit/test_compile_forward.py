@@ -14,6 +14,16 @@ CONFIGS = {
     "gpt": (Decoder, {}),
     "bert_masked": (Encoder, {}),
     "rotary_glu_rmsnorm": (Decoder, {"rotary_pos_emb": True, "ff_glu": True, "use_rmsnorm": True}),
+    "modern_rotary_rmsnorm_swiglu_qknorm": (
+        Decoder,
+        {
+            "rotary_pos_emb": True,
+            "use_rmsnorm": True,
+            "ff_swish": True,
+            "ff_glu": True,
+            "attn_qk_norm": True,
+        },
+    ),
     "alibi_gqa_qknorm": (
         Decoder,
         {"alibi_pos_bias": True, "attn_kv_heads": 2, "attn_qk_norm": True},
