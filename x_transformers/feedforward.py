@@ -106,11 +106,15 @@ class FeedForward(nn.Module):
             self.proj_in = GLU(dim, hidden, activation, bias)
         else:
             self.proj_in = nn.Sequential(nn.Linear(dim, hidden, bias=bias), activation)
-        post_act_norm = nn.LayerNorm(hidden, bias=bias) if options.post_act_ln else None
-        self.post_act_norm = nn.Identity() if post_act_norm is None else post_act_norm
-        self.dropout = nn.Dropout(options.dropout)
+        # None when off (not Identity / p=0 dropout): no module call per decoding step
+        self.post_act_norm = nn.LayerNorm(hidden, bias=bias) if options.post_act_ln else None
+        self.dropout = nn.Dropout(options.dropout) if options.dropout > 0 else None
         self.proj_out = nn.Linear(hidden, dim_out or dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.post_act_norm(self.proj_in(x))
-        return self.proj_out(self.dropout(hidden))
+        hidden = self.proj_in(x)
+        if self.post_act_norm is not None:
+            hidden = self.post_act_norm(hidden)
+        if self.dropout is not None:
+            hidden = self.dropout(hidden)
+        return self.proj_out(hidden)

@@ -37,19 +37,24 @@ class LogitsTransform(nn.Module):
         return self.norm(self.activation(self.dense(h)))
 
 
-def build_logits_transform(dim: int, options: WrapperOptions) -> nn.Module:
-    """``logits_transform``: a :class:`LogitsTransform`, or ``nn.Identity`` when off."""
+def build_logits_transform(dim: int, options: WrapperOptions) -> nn.Module | None:
+    """``logits_transform``: a :class:`LogitsTransform`, or None when off."""
     if options.logits_transform is None:
-        return nn.Identity()
+        return None
     eps = 1e-5 if options.emb_norm_eps is None else options.emb_norm_eps
     return LogitsTransform(dim, options.logits_transform, eps)
 
 
 def project_logits(
-    h: Tensor, transform: nn.Module, scale: float | None, weight: Tensor, bias: Tensor | None
+    h: Tensor,
+    transform: nn.Module | None,
+    scale: float | None,
+    weight: Tensor,
+    bias: Tensor | None,
 ) -> Tensor:
     """``(transform(h) * scale) @ weight^T + bias``: (b, n, d) -> (b, n, v)."""
-    h = transform(h)
+    if transform is not None:
+        h = transform(h)
     if scale is not None:
         h = h * scale
     return F.linear(h, weight, bias)

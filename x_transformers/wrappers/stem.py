@@ -44,13 +44,12 @@ class SequenceStem(nn.Module):
         self.dim = dim
         self.max_seq_len = max_seq_len
         self.pos_emb = build_absolute_positions(emb_dim, max_seq_len, options)
-        self.embed_norm = L2Norm() if options.l2norm_embed else nn.Identity()
+        # steps that are off are None, not Identity: a decoding step calls no module for them
+        self.embed_norm = L2Norm() if options.l2norm_embed else None
         eps = 1e-5 if options.emb_norm_eps is None else options.emb_norm_eps  # 'emb_norm_eps'
-        self.post_emb_norm = (
-            nn.LayerNorm(emb_dim, eps=eps) if options.post_emb_norm else nn.Identity()
-        )
-        self.emb_dropout = nn.Dropout(options.emb_dropout)
-        self.project_emb = nn.Linear(emb_dim, dim) if emb_dim != dim else nn.Identity()
+        self.post_emb_norm = nn.LayerNorm(emb_dim, eps=eps) if options.post_emb_norm else None
+        self.emb_dropout = nn.Dropout(options.emb_dropout) if options.emb_dropout > 0 else None
+        self.project_emb = nn.Linear(emb_dim, dim) if emb_dim != dim else None
 
     def forward(
         self,
@@ -63,14 +62,14 @@ class SequenceStem(nn.Module):
         """``offset``: absolute position of the first vector (e.g. the length of a KV cache); a
         0-d tensor (static cache) or (b, 1) per-row starts (left-padded prompts) also work.
         ``pos`` (n,) or (b, n): custom positions of the vectors instead."""
-        x = self.embed_norm(embedded)
+        x = _optional(self.embed_norm, embedded)
         if self.pos_emb is not None:
             if pos is not None:  # positions arange(n) + offset = pos
                 offset = custom_position_offset(self.pos_emb, pos, x.shape[1])
             positions = self.pos_emb(x.shape[1], offset=offset, device=x.device)  # (n, d)
-            x = x + self.embed_norm(positions).to(x.dtype)
-        x = self.post_emb_norm(x)
-        x = self.project_emb(self.emb_dropout(x))
+            x = x + _optional(self.embed_norm, positions).to(x.dtype)
+        x = _optional(self.post_emb_norm, x)
+        x = _optional(self.project_emb, _optional(self.emb_dropout, x))
         if prepend_embeds is not None:
             x, mask = self._prepend(x, mask, prepend_embeds)
         return x, mask
@@ -125,3 +124,7 @@ def package_outputs(
     if return_attn:
         return out, intermediates.attn_maps
     return out
+
+
+def _optional(module: nn.Module | None, x: Tensor) -> Tensor:
+    return x if module is None else module(x)

@@ -157,7 +157,8 @@ class TransformerWrapper(SequenceWrapper):
 
     def logits(self, embeddings: Tensor) -> Tensor:
         if self.custom_to_logits:  # 'to_logits=': the transform and scale, then the module
-            h = self.logits_transform(embeddings)
+            transform = self.logits_transform
+            h = embeddings if transform is None else transform(embeddings)
             scale = self.options.logits_scale
             return self.to_logits(h if scale is None else h * scale)
         weight = self.token_emb.weight if self.to_logits is None else self.to_logits.weight

@@ -1,0 +1,48 @@
+"""A decoding step calls no module that does nothing (``nn.Identity``, a p=0 ``nn.Dropout``):
+each such call is Python overhead of every generated token (issue 12)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules.module import register_module_forward_pre_hook
+
+from x_transformers import AutoregressiveWrapper, Decoder, TransformerWrapper
+
+CONFIGS = {
+    "plain": {},
+    "modern": {"rotary_pos_emb": True, "use_rmsnorm": True, "ff_glu": True, "attn_qk_norm": True},
+}
+
+
+def no_op_calls(module_types_called: list) -> list:
+    return [
+        name
+        for name, module in module_types_called
+        if type(module) is nn.Identity or (type(module) is nn.Dropout and module.p == 0)
+    ]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_decoding_calls_no_no_op_module(name):
+    torch.manual_seed(0)
+    model = TransformerWrapper(
+        num_tokens=32,
+        max_seq_len=32,
+        attn_layers=Decoder(dim=32, depth=2, heads=2, **CONFIGS[name]),
+    )
+    names = {id(module): name for name, module in model.named_modules()}
+    called = []
+
+    def record(module, args):
+        if id(module) in names:
+            called.append((names[id(module)], module))
+
+    handle = register_module_forward_pre_hook(record)
+    try:
+        AutoregressiveWrapper(model).generate(torch.randint(0, 32, (2, 4)), 3, temperature=0.0)
+    finally:
+        handle.remove()
+    assert called, "the hook saw no module call"
+    assert no_op_calls(called) == []
