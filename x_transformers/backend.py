@@ -9,6 +9,8 @@ Under torch every helper is the plain torch call.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 # True when this module runs inside pd_x_transformers (torch is Paddle's compat namespace)
@@ -63,3 +65,17 @@ else:
     def sort_descending(x, dim: int = -1):
         """(values, indices) of ``x`` sorted in descending order along ``dim``."""
         return torch.sort(x, dim=dim, descending=True)
+
+
+def saved_tensors(ctx) -> tuple:
+    """The tensors an autograd function saved with ``ctx.save_for_backward``."""
+    return tuple(ctx.saved_tensor()) if PADDLE else ctx.saved_tensors
+
+
+def autocast_disabled(device):
+    """A context in which autocast is off (positions are computed in full precision)."""
+    if PADDLE:
+        return _paddle.amp.auto_cast(enable=False)
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..backend import sort_descending
+from ..backend import saved_tensors, sort_descending
 from .stages import NORMALIZE, AttentionStage
 
 _OUTSIDE_SUPPORT = -2.0  # any x < -1 has zero probability (see the module docstring)
@@ -62,7 +62,7 @@ class Entmax15Function(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
-        (p,) = ctx.saved_tensors
+        (p,) = saved_tensors(ctx)
         s = p.sqrt()
         grad = s * grad_output
         grad = grad - s * grad.sum(dim=-1, keepdim=True) / s.sum(dim=-1, keepdim=True)

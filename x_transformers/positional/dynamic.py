@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from .span import PositionSpan
@@ -47,4 +48,4 @@ class DynamicPositionBias(nn.Module):
         for layer in self.hidden:
             h = F.silu(F.linear(h, layer.weight.to(dtype), layer.bias.to(dtype)))
         per_distance = F.linear(h, self.to_heads.weight.to(dtype), self.to_heads.bias.to(dtype))
-        return per_distance[index].movedim(-1, -3)  # (..., i, j, h) -> (..., h, i, j)
+        return rearrange(per_distance[index], "... i j h -> ... h i j")

@@ -20,12 +20,12 @@ Shape letters: b batch, h heads, i queries, j keys, d features.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..backend import autocast_disabled
 from .infused import Infusion
 from .rotary import Rotation
 from .span import PositionSpan
@@ -58,13 +58,6 @@ class Positions:
         if self.rotation is None:
             return q, k
         return self.rotation.rotate_queries(q), self.rotation.rotate_keys(k)
-
-
-def autocast_disabled(device: torch.device):
-    """Positions are computed in full precision even inside a bf16 / fp16 autocast region."""
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 class PositionProvider(nn.Module):
@@ -111,6 +104,7 @@ class PositionProvider(nn.Module):
             num_queries, num_keys, offset, key_start, num_new_keys, row_offset, positions
         )
         compute_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        # positions are computed in full precision even inside a bf16 / fp16 autocast region
         with autocast_disabled(device):
             bias = _evaluate(self.score_bias, span, device, compute_dtype)
             return Positions(

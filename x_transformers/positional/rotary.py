@@ -45,7 +45,8 @@ def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     if cos.ndim == 3:  # per row: (b, n, r) -> (b, 1, n, r), broadcast over the heads
         cos, sin = cos[:, None], sin[:, None]
     rotated_dim = cos.shape[-1]
-    compute_dtype = torch.promote_types(x.dtype, cos.dtype)
+    # torch.promote_types(x.dtype, cos.dtype), cos being float32 or float64
+    compute_dtype = torch.float64 if x.dtype == torch.float64 else cos.dtype
     rotated = x[..., :rotated_dim].to(compute_dtype)
     rotated = (rotated * cos + rotate_half(rotated) * sin).to(x.dtype)
     if rotated_dim == x.shape[-1]:
@@ -159,9 +160,9 @@ class RotaryEmbedding(nn.Module):
             key_sin / key_scale,
         )
 
-    def _apply(self, fn, recurse=True):
+    def _apply(self, *args, **kwargs):  # any signature: torch's and Paddle's Layer._apply differ
         self._tables.clear()  # .to() / .double(): rebuilt on the next forward
-        return super()._apply(fn, recurse)
+        return super()._apply(*args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, theta={self.theta}, xpos_scale_base={self.xpos_scale_base}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from .span import PositionSpan
@@ -73,4 +74,4 @@ class T5RelativePositionBias(nn.Module):
             max_distance=self.max_distance,
         )
         per_distance = self.embedding.weight.to(dtype)[buckets]  # (i + j - 1, h)
-        return per_distance[index].movedim(-1, -3)  # (..., i, j, h) -> (..., h, i, j)
+        return rearrange(per_distance[index], "... i j h -> ... h i j")
