@@ -79,3 +79,9 @@ def autocast_disabled(device):
     if torch.amp.is_autocast_available(device.type):
         return torch.autocast(device.type, enabled=False)
     return contextlib.nullcontext()
+
+
+def require_torch(feature: str, reason: str) -> None:
+    """Refuse a torch-only feature under Paddle with a clear error (never a silent fallback)."""
+    if PADDLE:
+        raise NotImplementedError(f"{feature} is torch-only (pd_x_transformers): {reason}")
