@@ -46,3 +46,34 @@ def test_decoding_calls_no_no_op_module(name):
         handle.remove()
     assert called, "the hook saw no module call"
     assert no_op_calls(called) == []
+
+
+def test_the_blocks_of_a_forward_share_one_combined_mask():
+    """Attend combines the causal and padding masks once per forward (the forward's state holds
+    them), not once per block: every block's kernel receives the same tensor."""
+    from x_transformers.attention import attend
+
+    torch.manual_seed(0)
+    model = TransformerWrapper(
+        num_tokens=32,
+        max_seq_len=32,
+        attn_layers=Decoder(dim=32, depth=3, heads=2, alibi_pos_bias=True),
+    )
+    seen = []
+    original = attend.Attend._fused
+
+    def spy(self, q, k, v, mask, *args):
+        seen.append(mask)
+        return original(self, q, k, v, mask, *args)
+
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[0, :2] = False
+    attend.Attend._fused = spy
+    try:
+        out = model(torch.randint(0, 32, (2, 6)), mask=mask)
+    finally:
+        attend.Attend._fused = original
+    assert len(seen) == 3 and all(m is seen[0] for m in seen)
+    assert seen[0].shape[-2:] == (6, 6) and not seen[0][..., 3, 4].any()  # causal
+    expected = model(torch.randint(0, 32, (2, 6)), mask=mask)  # a new forward rebuilds it
+    assert out.shape == expected.shape

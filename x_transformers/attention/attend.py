@@ -41,6 +41,8 @@ from ..backend import SDPA_SUPPORTS_GQA
 from .masks import causal_mask, combine_masks
 from .stages import KERNEL_POINTS, MASKED, NORMALIZE, SCORES, SIMILARITY, WEIGHTS, StageList
 
+MASK_MEMO = "attend_masks"  # ForwardState.derived keys of Attend's combined masks
+
 
 @dataclass
 class AttentionIntermediates:
@@ -149,13 +151,10 @@ class Attend(nn.Module):
             self.causal and mask is None and bias is None and num_queries == num_keys
         )
         # a single query is the newest position and sees every key: no causal mask (decoding)
-        if self.causal and not use_builtin_causal and num_queries > 1:
-            mask = combine_masks(mask, causal_mask(num_queries, num_keys, q.device))
-
-        row_has_key = None
-        if mask is not None:
-            row_has_key = mask.any(dim=-1, keepdim=True)  # (b, h|1, i, 1)
-            mask = mask | ~row_has_key
+        add_causal = self.causal and not use_builtin_causal and num_queries > 1
+        mask, row_without_key = self._effective_mask(
+            mask, add_causal, num_queries, num_keys, q.device, state
+        )
 
         if need_weights and self.flash:
             raise ValueError(
@@ -167,12 +166,33 @@ class Attend(nn.Module):
             intermediates = AttentionIntermediates()
         else:
             out, intermediates = self._explicit(
-                q, k, v, mask, bias, use_builtin_causal, scale, row_has_key, need_weights, state
+                q, k, v, mask, bias, use_builtin_causal, scale, row_without_key, need_weights, state
             )
 
-        if row_has_key is not None:
-            out = out.masked_fill(~row_has_key, 0.0)
+        if row_without_key is not None:
+            out = out.masked_fill(row_without_key, 0.0)
         return out, intermediates
+
+    @staticmethod
+    def _effective_mask(mask, add_causal: bool, num_queries: int, num_keys: int, device, state):
+        """The mask the kernels read (the causal mask combined in; rows without any key opened,
+        their output zeroed afterwards) and ``row_without_key`` (b, h|1, i, 1). The blocks of one
+        forward get the same mask tensors, so each is combined once per forward and shared
+        through the forward's state, not once per block."""
+        if mask is None and not add_causal:
+            return None, None
+        memo = None if state is None else state.derived
+        memo_key = (MASK_MEMO, id(mask), add_causal, num_queries, num_keys)
+        if memo is not None and memo_key in memo and memo[memo_key][0] is mask:
+            return memo[memo_key][1]
+        given = mask
+        if add_causal:
+            mask = combine_masks(mask, causal_mask(num_queries, num_keys, device))
+        row_without_key = ~mask.any(dim=-1, keepdim=True)  # (b, h|1, i, 1)
+        result = (mask | row_without_key, row_without_key)
+        if memo is not None:
+            memo[memo_key] = (given, result)  # keeps `given` alive, so its id is not reused
+        return result
 
     def _fused(self, q, k, v, mask, bias, is_causal: bool, scale: float) -> Tensor:
         if bias is not None:
@@ -200,7 +220,7 @@ class Attend(nn.Module):
         )
 
     def _explicit(
-        self, q, k, v, mask, bias, is_causal, scale, row_has_key, need_weights, state
+        self, q, k, v, mask, bias, is_causal, scale, row_without_key, need_weights, state
     ) -> tuple[Tensor, AttentionIntermediates]:
         stages = self.stages
         scores = similarity(q, k) * scale  # (b, h, i, j)
@@ -222,8 +242,8 @@ class Attend(nn.Module):
 
         intermediates = AttentionIntermediates()
         if need_weights:
-            if row_has_key is not None:
-                attn = attn.masked_fill(~row_has_key, 0.0)
+            if row_without_key is not None:
+                attn = attn.masked_fill(row_without_key, 0.0)
             intermediates.pre_softmax_scores = scores
             intermediates.post_softmax_attn = attn
         return out, intermediates

@@ -73,6 +73,9 @@ class ForwardState:
 
     def __init__(self):
         self._entries: dict[str, Any] = {}
+        # values derived once per forward and reused by every block (e.g. Attend's combined
+        # masks), keyed by their owner; not data handed between blocks, so not in keys()
+        self.derived: dict[Any, Any] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._entries.get(key, default)
