@@ -70,11 +70,14 @@ def ours_from(family, hf_model):
 def generation_fns(args, hf_model, ours, prompt):
     wrapper = AutoregressiveWrapper(ours)  # one wrapper: its compiled step is reused
     new = args.new_tokens
+    mask = torch.ones_like(prompt)
 
     def hf():
+        # an explicit all-ones mask: without it HF infers one from pad_token_id and masks out
+        # every prompt token that happens to equal it
         out = hf_model.generate(
-            prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False, use_cache=True,
-            pad_token_id=0,
+            prompt, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
+            do_sample=False, use_cache=True, pad_token_id=0,
         )  # fmt: skip
         return out[:, prompt.shape[1] :]
 
