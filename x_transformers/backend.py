@@ -85,3 +85,12 @@ def require_torch(feature: str, reason: str) -> None:
     """Refuse a torch-only feature under Paddle with a clear error (never a silent fallback)."""
     if PADDLE:
         raise NotImplementedError(f"{feature} is torch-only (pd_x_transformers): {reason}")
+
+
+def index_copy_(tensor, dim: int, index, source):
+    """``tensor.index_copy_(dim, index, source)`` (Paddle has no index_copy_: an indexed
+    assignment along ``dim``, the same for unique indices)."""
+    if not PADDLE:
+        return tensor.index_copy_(dim, index, source)
+    tensor[(slice(None),) * (dim % tensor.ndim) + (index,)] = source
+    return tensor

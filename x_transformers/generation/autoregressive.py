@@ -32,7 +32,7 @@ def forgetful_causal_mask(batch: int, seq_len: int, mask_prob: float, device) ->
     scores = torch.rand(batch, seq_len, device=device)
     scores[:, 0] = -1.0
     hidden = scores.topk(num_hidden, dim=-1).indices
-    return keep.scatter(1, hidden, False)
+    return keep.float().scatter(1, hidden, 0.0) > 0  # numeric scatter: Paddle has no bool one
 
 
 class AutoregressiveWrapper(PretrainedMixin, nn.Module):

@@ -45,7 +45,7 @@ def beam_search(
     finished = torch.zeros(batch * beams, dtype=torch.bool, device=device)
     tokens = torch.empty(batch * beams, 0, dtype=torch.long, device=device)
     for step in range(seq_len):
-        log_probs = F.log_softmax(logits.float(), dim=-1)  # (b * k, v)
+        log_probs = F.log_softmax(logits.float(), -1)  # (b * k, v)
         log_probs = continue_finished_with_pad(log_probs, finished, pad_value)
         candidates = (scores.reshape(-1, 1) + log_probs).reshape(batch, beams * vocab)
         scores, index = candidates.topk(beams, dim=-1)  # (b, k), sorted

@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..backend import index_copy_
 from ..layers.past import check_cache, kv_cache_blockers  # noqa: F401  (re-exported)
 
 KeysValues = tuple[Tensor, Tensor]
@@ -224,8 +225,8 @@ class StaticSlot:
             self.keys = self._buffer_like(keys)
             self.values = self._buffer_like(values)
         positions = self.cache.write_positions(keys.shape[-2])
-        self.keys.index_copy_(2, positions, keys)
-        self.values.index_copy_(2, positions, values)
+        index_copy_(self.keys, 2, positions, keys)
+        index_copy_(self.values, 2, positions, values)
         return self.keys, self.values
 
     def reorder(self, indices: Tensor) -> None:
@@ -285,13 +286,13 @@ class StaticKVCache:
         if mask is None:
             mask = torch.ones(batch, num_new, dtype=torch.bool, device=x.device)
         query_positions = self.write_positions(num_new)
-        self.key_padding.index_copy_(1, query_positions, mask)
+        index_copy_(self.key_padding, 1, query_positions, mask)
         key_positions = torch.arange(self.capacity, device=x.device)
         causal = key_positions[None, :] <= query_positions[:, None]  # (n, capacity)
         return self.key_padding[:, None, None, :] & causal
 
     def advance(self, num_new: int) -> None:
-        self.offset.add_(num_new)
+        self.offset += num_new  # in place under torch
         if self.is_empty:
             self.is_empty = False
 

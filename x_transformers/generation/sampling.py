@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..backend import sort_descending
+
 
 def top_k(logits: Tensor, k: int | None = None, frac_num_tokens: float = 0.1) -> Tensor:
     """Keep the ``k`` largest logits (default: ``ceil(frac_num_tokens * vocab)``)."""
@@ -33,11 +35,11 @@ def top_p(logits: Tensor, thres: float = 0.9) -> Tensor:
     smallest set of tokens whose probabilities sum to at least ``thres``."""
     if not 0.0 < thres <= 1.0:
         raise ValueError(f"top_p needs 0 < thres <= 1, got {thres}")
-    sorted_logits, sorted_indices = logits.sort(dim=-1, descending=True)
+    sorted_logits, sorted_indices = sort_descending(logits, dim=-1)
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     # drop a token when the tokens before it already reach the threshold
-    drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= thres
-    drop = drop_sorted.scatter(-1, sorted_indices, drop_sorted)
+    before = cumulative - sorted_logits.softmax(dim=-1)
+    drop = before.gather(-1, sorted_indices.argsort(dim=-1)) >= thres  # back in vocabulary order
     return logits.masked_fill(drop, float("-inf"))
 
 
@@ -69,7 +71,8 @@ def resolve_filter(filter_logits_fn: str | Callable[..., Tensor] | None):
 
 
 def gumbel_noise(shape, device, generator: torch.Generator | None = None) -> Tensor:
-    uniform = torch.rand(shape, device=device, generator=generator).clamp(min=1e-20)
+    seeded = {} if generator is None else {"generator": generator}  # torch-only keyword
+    uniform = torch.rand(shape, device=device, **seeded).clamp(min=1e-20)
     return -torch.log((-torch.log(uniform)).clamp(min=1e-20))
 
 
