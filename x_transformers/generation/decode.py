@@ -202,7 +202,8 @@ class DecodeSession:
         """Append ``new`` (b, 1, ...) and return the outputs of the last position."""
         self.history = torch.cat((self.history, new), dim=1)
         if self.mask is not None:
-            self.mask = nn.functional.pad(self.mask, (0, new.shape[1]), value=True)
+            grown = self.mask.new_ones(self.mask.shape[0], new.shape[1])  # bool, all visible
+            self.mask = torch.cat((self.mask, grown), dim=1)
         if self.cache is not None and self.num_cached + new.shape[1] > self.window:
             self._make_room(new.shape[1])
         if self.cache is None:

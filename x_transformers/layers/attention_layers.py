@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import ForwardState
-from ..attention.masks import combine_masks, full_to_attention_mask, key_padding_to_attention_mask
+from ..attention.masks import (
+    combine_masks,
+    full_to_attention_mask,
+    key_padding_to_attention_mask,
+    prepend_keys,
+)
 from ..backend import require_torch
 from ..finite_inputs import zero_masked
 from ..hub.mixin import PretrainedMixin
@@ -281,7 +285,7 @@ class AttentionLayers(PretrainedMixin, nn.Module):
                     memory_mask = mask.new_ones(mask.shape[0], memory_length)
                 mask = torch.cat((memory_mask, mask), dim=1)
             if attn_mask is not None:
-                attn_mask = F.pad(attn_mask, (memory_length, 0), value=True)
+                attn_mask = prepend_keys(attn_mask, memory_length, True)
         if attn_mask is not None and attn_mask.ndim < 4:  # (b, h, i, j) per head is ready
             attn_mask = full_to_attention_mask(attn_mask)
         return combine_masks(key_padding_to_attention_mask(mask), attn_mask)
