@@ -81,8 +81,9 @@ class AutoregressiveWrapper(PretrainedMixin, nn.Module):
             fcm = forgetful_causal_mask(*inp.shape, self.mask_prob, inp.device)
             inp_mask = combine_masks(inp_mask, fcm)
         logits = self.net(inp, mask=inp_mask, **kwargs)
+        # (b * n, v) logits: the class axis is last in torch and Paddle alike
         loss = F.cross_entropy(
-            logits.transpose(1, 2), target, ignore_index=self.ignore_index, reduction="sum"
+            logits.flatten(0, 1), target.flatten(), ignore_index=self.ignore_index, reduction="sum"
         )
         loss = loss / (target != self.ignore_index).sum().clamp(min=1)  # 0 when nothing counts
         return (loss, logits) if return_outputs else loss

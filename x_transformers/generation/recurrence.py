@@ -130,8 +130,8 @@ class XLAutoregressiveWrapper(PretrainedMixin, nn.Module):
             logits, mems = self.net(segment, mems=mems, return_mems=True)
             segment_target = target[:, start : start + self.max_seq_len]
             total_loss = total_loss + F.cross_entropy(
-                logits.transpose(1, 2),
-                segment_target,
+                logits.flatten(0, 1),  # (b * n, v): class axis last in torch and Paddle alike
+                segment_target.flatten(),
                 ignore_index=self.ignore_index,
                 reduction="sum",
             )
