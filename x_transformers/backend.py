@@ -94,3 +94,90 @@ def index_copy_(tensor, dim: int, index, source):
         return tensor.index_copy_(dim, index, source)
     tensor[(slice(None),) * (dim % tensor.ndim) + (index,)] = source
     return tensor
+
+
+# ------------------------------------------------------------------ weights files (the hub)
+
+
+def save_safetensors(tensors: dict, path: str, metadata: dict) -> None:
+    """Write ``tensors`` (name -> CPU tensor) as a safetensors file."""
+    if not PADDLE:
+        import safetensors.torch
+
+        safetensors.torch.save_file(tensors, path, metadata=metadata)
+        return
+    import safetensors.numpy
+
+    arrays = {}
+    for name, tensor in tensors.items():
+        if tensor.dtype == _paddle.bfloat16:  # numpy has no bfloat16: it would be stored as u16
+            raise NotImplementedError(
+                f"saving bfloat16 weights ({name}) is torch-only; cast the model to float32 first"
+            )
+        arrays[name] = tensor.numpy()
+    safetensors.numpy.save_file(arrays, path, metadata=metadata)
+
+
+class _PaddleSafetensors:
+    """``safe_open(path, framework="pt")`` for Paddle: the numpy reader, tensors on ``device``."""
+
+    def __init__(self, path: str, device: str):
+        import safetensors
+
+        self._handle = safetensors.safe_open(path, framework="np")
+        self._device = device
+
+    def __enter__(self):
+        self._handle.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._handle.__exit__(*exc)
+
+    def keys(self):
+        return self._handle.keys()
+
+    def get_slice(self, name: str):
+        return self._handle.get_slice(name)
+
+    def get_tensor(self, name: str):
+        return _paddle.to_tensor(self._handle.get_tensor(name), place=self._device)
+
+
+def open_safetensors(path: str, device):
+    """A safetensors reader whose ``get_tensor`` returns this framework's tensors on ``device``."""
+    if PADDLE:
+        return _PaddleSafetensors(path, str(device))
+    import safetensors
+
+    return safetensors.safe_open(path, framework="pt", device=str(device))
+
+
+def as_device(device):
+    """``torch.device(device)``; Paddle takes the device string itself (``'cpu'``, ``'gpu:0'``)."""
+    return str(device) if PADDLE else torch.device(device)
+
+
+def empty_weights():
+    """The context a model is built in before its weights are loaded: the meta device under
+    torch (no memory); under Paddle (no meta device) the weights are allocated and initialised
+    once and then overwritten."""
+    return contextlib.nullcontext() if PADDLE else torch.device("meta")
+
+
+def assign_state_dict(model, tensors: dict) -> None:
+    """Load ``tensors`` into a model built under :func:`empty_weights` (not strict: tied aliases
+    are absent; the caller has checked every name and shape). Under torch the tensors are
+    assigned (the model takes their dtype); under Paddle the model is first cast to their
+    floating dtype and they are copied in."""
+    if not PADDLE:
+        model.load_state_dict(tensors, strict=False, assign=True)
+        return
+    floating = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(floating) > 1:
+        raise NotImplementedError(f"weights of mixed floating dtypes {sorted(map(str, floating))}")
+    if floating:
+        model.to(dtype=floating.pop())
+    missing, unexpected = model.set_state_dict(tensors)
+    if unexpected:
+        raise ValueError(f"unexpected tensors {unexpected}")

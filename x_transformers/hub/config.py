@@ -33,7 +33,7 @@ CLASS_KEY, KWARGS_KEY = "class", "kwargs"
 # class name -> class, filled as the public models are defined (see Configurable)
 REGISTRY: dict[str, type] = {}
 # modules whose import defines the public models (the wrappers are imported lazily)
-_MODEL_MODULES = ("x_transformers.layers", "x_transformers.wrappers", "x_transformers.generation")
+_MODEL_MODULES = ("..layers", "..wrappers", "..generation")  # relative to this package
 
 
 class ConfigError(ValueError):
@@ -130,7 +130,7 @@ def resolve_class(name: Any, source: str) -> type:
         raise ConfigError(f"{source}: key '{CLASS_KEY}' must be a class name, got {name!r}")
     if name not in REGISTRY:
         for module in _MODEL_MODULES:
-            importlib.import_module(module)
+            importlib.import_module(module, __package__)
     if name not in REGISTRY:
         raise ConfigError(
             f"{source}: unknown model class {name!r} (key '{CLASS_KEY}'); known: "

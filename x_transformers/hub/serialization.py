@@ -26,9 +26,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from ..backend import (
+    as_device,
+    assign_state_dict,
+    empty_weights,
+    open_safetensors,
+    save_safetensors,
+)
 from .config import (
     CLASS_KEY,
     FORMAT,
@@ -47,13 +53,6 @@ TOP_KEYS = {"format", "format_version", CLASS_KEY, KWARGS_KEY, "weights"}
 class WeightsError(ValueError):
     """``model.safetensors`` is missing, truncated, corrupt, or does not fit the model; the
     message names the file and the tensor."""
-
-
-def _safetensors():
-    import safetensors
-    import safetensors.torch
-
-    return safetensors
 
 
 def sha256_of(path: Path) -> str:
@@ -121,7 +120,7 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     weights_path = folder / WEIGHTS_FILE
     temporary = folder / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
-    _safetensors().torch.save_file(weights, str(temporary), metadata={"format": FORMAT})
+    save_safetensors(weights, str(temporary), metadata={"format": FORMAT})
     os.replace(temporary, weights_path)
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
     document["weights"] = {
@@ -199,9 +198,8 @@ def read_weights(
     rename = rename or (lambda name: name)
     aliases = tied_names(model)
     expected = {n: tuple(t.shape) for n, t in model.state_dict().items() if n not in aliases}
-    safetensors = _safetensors()
     try:
-        with safetensors.safe_open(str(path), framework="pt", device=str(device)) as handle:
+        with open_safetensors(str(path), device) as handle:
             stored = {rename(n): n for n in handle.keys() if n not in ignore}
             _check_names(path, expected, stored)
             tensors = {}
@@ -239,7 +237,7 @@ def _cast(tensor: Tensor, dtype) -> Tensor:
 
 def build_on_meta(config: dict, source: Path) -> nn.Module:
     """The model of ``config`` with every parameter on the meta device (no memory)."""
-    with torch.device("meta"):
+    with empty_weights():
         return config_to_model(config, str(source))
 
 
@@ -247,7 +245,7 @@ def load_weights_into(model: nn.Module, tensors: dict[str, Tensor], source: Path
     """Put ``tensors`` (checked) into the meta-built ``model``, re-tie shared weights, and make
     sure nothing is left on meta."""
     aliases = tied_names(model)
-    model.load_state_dict(tensors, strict=False, assign=True)
+    assign_state_dict(model, tensors)
     retie(model, aliases)
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.device.type == "meta":
@@ -260,7 +258,7 @@ def from_pretrained(cls: type, path: str | os.PathLike, device=None, dtype=None)
     model of a command-line run folder (or checkpoint). Returned in eval mode, on ``device``
     (default CPU), with floating weights cast to ``dtype`` (default: as stored)."""
     folder = Path(path)
-    device = torch.device("cpu" if device is None else device)
+    device = as_device("cpu" if device is None else device)
     if not (folder / CONFIG_FILE).is_file():
         from .runs import is_cli_folder, load_cli_run
 
