@@ -260,3 +260,28 @@ def check_fits(model: nn.Module, state: dict[str, Tensor], source: Path) -> None
             f"{source} does not fit the model built from its configuration: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}"
         )
+
+
+def rng_state(device: torch.device) -> dict:
+    """The global RNG states a checkpoint keeps (CPU, and the device's on CUDA)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def checkpoint_info(config: dict, corpus, env) -> dict:
+    """The manifest's description of a run: its config, its data and where it ran."""
+    return {
+        "config": config,
+        "data": {"description": corpus.description, "fingerprint": corpus.fingerprint},
+        "runtime": {
+            "device": env.device.type,
+            "processes": env.world_size,
+            "threads": torch.get_num_threads(),
+        },
+    }

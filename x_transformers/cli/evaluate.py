@@ -113,3 +113,18 @@ def sample_text(
             filter_kwargs=filter_kwargs,
         )
     return [decode(row) for row in generated.cpu()]
+
+
+PROMPT_BYTES = 64  # of the validation split, the prompt of a training sample without one set
+
+
+def training_sample(model, settings, val_bytes: Tensor, seq_len: int, step: int) -> str:
+    """The printable prompt and continuation a training run logs at validation: the configured
+    prompt (or the validation split's first bytes), seeded by the run's seed and the step."""
+    s = settings
+    prompt = encode(s.sample_prompt) if s.sample_prompt else val_bytes[:PROMPT_BYTES]
+    prompt = prompt.long()[-seq_len:]
+    [text] = sample_text(
+        model, prompt, s.sample_length, seed=s.seed + step, temperature=s.sample_temperature
+    )
+    return printable(decode(prompt) + text)

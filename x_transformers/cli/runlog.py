@@ -116,3 +116,22 @@ def thread_count_note(device: torch.device, saved: int | None) -> list[str]:
         f"on the CPU a resumed run repeats the losses bit for bit only with the same count "
         f"(--threads {saved})"
     ]
+
+
+def describe_run(net, corpus, env, run_dir: Path, step: int, uses_bf16: bool) -> str:
+    """The lines a training session opens with: model size, device, data and run folder."""
+    params = sum(p.numel() for p in net.parameters())
+    where = f"resuming at step {step}" if step else "starting"
+    device = str(env.device)
+    if env.device.type == "cpu":
+        threads = torch.get_num_threads()
+        device += f" ({threads} thread{'s' if threads > 1 else ''})"
+    processes = f"{env.world_size} processes ({env.parallel})" if env.is_distributed else ""
+    lines = [
+        f"{where}: {params / 1e6:.2f}M parameters on {device}{', ' if processes else ''}"
+        f"{processes}, {'bf16 autocast' if uses_bf16 else 'fp32'}",
+        f"data: {corpus.description}: {len(corpus.train):,} train / {len(corpus.val):,} "
+        "validation bytes",
+        f"run folder: {run_dir}",
+    ]
+    return "\n".join(lines + busy_machine_note(env.device))

@@ -37,11 +37,14 @@ from . import distributed
 from .checkpoint import (
     check_fits,
     check_newest,
+    checkpoint_info,
     discard_checkpoints,
     load_model_state,
     load_train_state,
     read_manifest,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
 )
 from .config import RunConfig, build_model
 from .data import TrainBatches, eval_windows, open_corpus, spread
@@ -54,12 +57,10 @@ from .divergence import (
     weights_finite,
 )
 from .errors import DataError, DivergenceError
-from .evaluate import LN2, decode, encode, printable, sample_text, sum_losses
+from .evaluate import LN2, sum_losses, training_sample
 from .optim import learning_rate, make_optimizer, set_learning_rate
-from .runlog import RunLog, busy_machine_note, thread_count_note
+from .runlog import RunLog, describe_run, thread_count_note
 from .signals import StopSignals
-
-PROMPT_BYTES = 64
 
 
 @dataclass
@@ -73,17 +74,6 @@ class TrainResult:
     checkpoint: Path | None = None
     stopped_by: signal.Signals | None = None
     skipped: list[int] = field(default_factory=list)  # steps skipped as non-finite
-
-
-def rng_state(device: torch.device) -> dict:
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return {"cpu": torch.get_rng_state(), "cuda": cuda}
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and state.get("cuda") is not None:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 class Trainer:
@@ -130,8 +120,6 @@ class Trainer:
             self._restore(resume)
         else:  # dropout and masks differ per rank; the data is seeded separately
             torch.manual_seed(self.settings.seed + 1 + env.rank)
-
-    # -------------------------------------------------------------------- setup
 
     def _open_corpus(self):
         window = self.config.seq_len + 1
@@ -196,8 +184,6 @@ class Trainer:
         if self.uses_bf16:
             return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
-
-    # -------------------------------------------------------------------- the loop
 
     def train_step(self) -> StepRecord:
         """One optimizer step; its loss and gradient norm stay on the device (no host sync,
@@ -314,8 +300,6 @@ class Trainer:
         s = self.settings
         return s.batch_size * s.grad_accum * self.config.seq_len * self.env.world_size
 
-    # -------------------------------------------------------------------- validation, saving
-
     def validate(self) -> float:
         """Validation bits per byte (all ranks), logged with a sample by rank 0."""
         total = sum_losses(
@@ -335,18 +319,9 @@ class Trainer:
         return bpb
 
     def _print_sample(self) -> None:
-        s = self.settings
-        prompt = encode(s.sample_prompt) if s.sample_prompt else self.corpus.val[:PROMPT_BYTES]
-        prompt = prompt.long()[-self.config.seq_len :]
-        [text] = sample_text(
-            self.model,
-            prompt,
-            s.sample_length,
-            seed=s.seed + self.step,
-            temperature=s.sample_temperature,
-        )
+        model, s, seq_len = self.model, self.settings, self.config.seq_len
+        shown = training_sample(model, s, self.corpus.val, seq_len, self.step)
         if self.env.is_main:
-            shown = printable(decode(prompt) + text)
             self.log.write(f"--- sample at step {self.step} ---\n{shown}\n---")
 
     def save(self) -> Path | None:
@@ -371,18 +346,7 @@ class Trainer:
                 "world_size": self.env.world_size,
                 "skipped_steps": self.skipped_steps,
             }
-            info = {
-                "config": self.config.to_dict(),
-                "data": {
-                    "description": self.corpus.description,
-                    "fingerprint": self.corpus.fingerprint,
-                },
-                "runtime": {
-                    "device": self.env.device.type,
-                    "processes": self.env.world_size,
-                    "threads": torch.get_num_threads(),
-                },
-            }
+            info = checkpoint_info(self.config.to_dict(), self.corpus, self.env)
             path = save_checkpoint(
                 self.run_dir, self.step, weights, state, info, self.settings.keep_checkpoints
             )
@@ -405,25 +369,10 @@ class Trainer:
         )
         self.newer = []
 
-    # -------------------------------------------------------------------- logs
-
     def describe(self) -> str:
-        params = sum(p.numel() for p in self.net.parameters())
-        corpus, env = self.corpus, self.env
-        where = f"resuming at step {self.step}" if self.step else "starting"
-        device = str(env.device)
-        if env.device.type == "cpu":
-            threads = torch.get_num_threads()
-            device += f" ({threads} thread{'s' if threads > 1 else ''})"
-        processes = f"{env.world_size} processes ({env.parallel})" if env.is_distributed else ""
-        lines = [
-            f"{where}: {params / 1e6:.2f}M parameters on {device}{', ' if processes else ''}"
-            f"{processes}, {'bf16 autocast' if self.uses_bf16 else 'fp32'}",
-            f"data: {corpus.description}: {len(corpus.train):,} train / {len(corpus.val):,} "
-            "validation bytes",
-            f"run folder: {self.run_dir}",
-        ]
-        return "\n".join(lines + busy_machine_note(env.device))
+        return describe_run(
+            self.net, self.corpus, self.env, self.run_dir, self.step, self.uses_bf16
+        )
 
 
 def train(
