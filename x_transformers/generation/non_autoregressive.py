@@ -97,7 +97,8 @@ class NonAutoregressiveWrapper(PretrainedMixin, nn.Module):
         uniformly at random, with ``r ~ U(0, 1)`` per row."""
         count = real.sum(dim=1)  # (b,)
         r = torch.rand(real.shape[0], device=real.device)
-        num_masked = (self.gamma(r) * count).ceil().clamp(min=1).minimum(count)  # (b,)
+        count = count.to(r.dtype)  # explicit: Paddle does not promote int64 * float32
+        num_masked = (self.gamma(r) * count).ceil().clamp(min=1).minimum(count).long()  # (b,)
         scores = torch.rand(real.shape, device=real.device).masked_fill(~real, -1.0)
         rank = scores.argsort(dim=1, descending=True).argsort(dim=1)  # (b, n) 0 = highest
         return rank < num_masked[:, None]
@@ -121,8 +122,8 @@ class NonAutoregressiveWrapper(PretrainedMixin, nn.Module):
         steps = self.steps if steps is None else check_steps(steps)
         if start is None:
             seq_len = self.max_seq_len if seq_len is None else seq_len
-            device = next(self.net.parameters()).device
-            start = torch.full((batch_size, seq_len), self.mask_id, device=device)
+            device = next(iter(self.net.parameters())).device
+            start = torch.full((batch_size, seq_len), self.mask_id, dtype=torch.long, device=device)
         if start.ndim != 2:
             raise ValueError(f"'start' must have shape (batch, seq_len), got {tuple(start.shape)}")
         seq = start.clone()
@@ -142,13 +143,14 @@ class NonAutoregressiveWrapper(PretrainedMixin, nn.Module):
             sampled = logits.argmax(dim=-1)
         else:
             probs = (logits / temperature).softmax(dim=-1)
-            flat = torch.multinomial(probs.flatten(0, 1), 1, generator=generator)
+            seeded = {} if generator is None else {"generator": generator}  # torch-only keyword
+            flat = torch.multinomial(probs.flatten(0, 1), 1, **seeded)
             sampled = flat.view(seq.shape)
         confidence = logits.softmax(dim=-1).gather(-1, sampled[..., None])[..., 0]  # (b, n)
         confidence = confidence.masked_fill(~masked, float("inf"))  # kept tokens stay
         seq = torch.where(masked, sampled, seq)
         fraction = self.gamma(torch.tensor(time, device=seq.device))
-        num_remask = (fraction * to_fill).floor().long()  # (b,)
+        num_remask = (fraction * to_fill.to(fraction.dtype)).floor().long()  # (b,)
         rank = confidence.argsort(dim=1).argsort(dim=1)  # (b, n) 0 = least confident
         return seq.masked_fill(rank < num_remask[:, None], self.mask_id)
 
