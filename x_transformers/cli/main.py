@@ -40,12 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, sample and evaluate x_transformers language models on bytes.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_parser(commands, preset_names())
+    add_sample_parser(commands)
+    add_eval_parser(commands)
 
+    from .ablation.command import add_parser as add_ablate_parser
+
+    add_ablate_parser(commands)
+    return parser
+
+
+def add_train_parser(commands, presets: list[str]) -> None:
     train = commands.add_parser("train", help="train a model (or resume a run)")
     source = train.add_mutually_exclusive_group()
-    source.add_argument(
-        "--preset", help=f"a shipped config: {', '.join(preset_names())} (default: tiny)"
-    )
+    source.add_argument("--preset", help=f"a shipped config: {', '.join(presets)} (default: tiny)")
     source.add_argument("--config", help="a TOML or YAML file of the library's keywords")
     source.add_argument("--resume", metavar="RUN", help="continue a run folder (or checkpoint)")
     train.add_argument(
@@ -81,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     train.add_argument("--threads", type=int, help="CPU threads per process (torch default)")
 
+
+def add_sample_parser(commands) -> None:
     sample = commands.add_parser("sample", help="generate text from a checkpoint")
     sample.add_argument("checkpoint", help="a run folder (its latest checkpoint) or a checkpoint")
     prompt = sample.add_mutually_exclusive_group()
@@ -98,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device")
     sample.add_argument("--threads", type=int, help="CPU threads (torch default)")
 
+
+def add_eval_parser(commands) -> None:
     evaluate = commands.add_parser("eval", help="bits per byte of a checkpoint on a file")
     evaluate.add_argument("checkpoint", help="a run folder (its latest checkpoint) or a checkpoint")
     evaluate.add_argument(
@@ -109,11 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device")
     evaluate.add_argument("--threads", type=int, help="CPU threads (torch default)")
-
-    from .ablation.command import add_parser as add_ablate_parser
-
-    add_ablate_parser(commands)
-    return parser
 
 
 # ---------------------------------------------------------------------------- train
