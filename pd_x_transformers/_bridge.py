@@ -38,6 +38,12 @@ SOURCE_DIR = Path(__file__).resolve().parent.parent / SOURCE_PACKAGE
 # torch-only parts of the shared source: importing them under Paddle says so.
 TORCH_ONLY = {
     f"{PREFIX}.cli": "the command line (xtransformers) is torch-only",
+    f"{PREFIX}.hub.export": "graph export (torch.export / ONNX) is torch-only",
+    f"{PREFIX}.hub.runs": "command-line run folders are torch-only",
+    **{
+        f"{PREFIX}.hub.{family}": "the Hugging Face converters are torch-only"
+        for family in ("bert", "families", "gpt2", "llama", "t5", "vit")
+    },
 }
 
 # ---------------------------------------------------------------------- the torch namespace

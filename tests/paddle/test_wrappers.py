@@ -45,7 +45,11 @@ def _build(lib, name):
         )
         return lib.NonAutoregressiveWrapper(net, mask_id=NUM_TOKENS)
     net = lib.ContinuousTransformerWrapper(
-        dim_in=5, dim_out=5, max_seq_len=16, attn_layers=decoder(rotary_pos_emb=True)
+        dim_in=5,
+        dim_out=5,
+        max_seq_len=16,
+        probabilistic=name == "probabilistic",
+        attn_layers=decoder(rotary_pos_emb=True),
     )
     return lib.ContinuousAutoregressiveWrapper(net)
 
@@ -61,7 +65,7 @@ def _pair(name):
 
 def _inputs(name):
     generator = torch.Generator().manual_seed(4)
-    if name == "continuous":
+    if name in ("continuous", "probabilistic"):
         x = torch.randn(2, 10, 5, generator=generator, dtype=torch.float64)
         mask = torch.ones(2, 10, dtype=torch.bool)
         mask[1, -3:] = False
@@ -78,7 +82,9 @@ def _inputs(name):
     return (x,), {}
 
 
-@pytest.mark.parametrize("name", ["autoregressive", "xl", "non_autoregressive", "continuous"])
+@pytest.mark.parametrize(
+    "name", ["autoregressive", "xl", "non_autoregressive", "continuous", "probabilistic"]
+)
 def test_loss_and_gradients_equal(name):
     torch_model, paddle_model = _pair(name)
     args, kwargs = _inputs(name)
@@ -120,6 +126,16 @@ def test_continuous_generation_equal(cache):
     expected = torch_model.generate(start, 5, **cache)
     vectors = paddle_model.generate(to_paddle(start), 5, **cache)
     assert max_diff(expected, vectors) <= TOL
+
+
+def test_probabilistic_generation_equal_at_temperature_zero():
+    torch_model, paddle_model = _pair("probabilistic")
+    start = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    expected = torch_model.generate(start, 4, temperature=0.0)
+    assert max_diff(expected, paddle_model.generate(to_paddle(start), 4, temperature=0.0)) <= TOL
+    paddle.seed(0)
+    sampled = paddle_model.generate(to_paddle(start), 4, temperature=1.0)
+    assert tuple(sampled.shape) == (2, 4, 5) and np.isfinite(to_numpy(sampled)).all()
 
 
 def test_non_autoregressive_generates_valid_tokens():

@@ -135,5 +135,6 @@ class ContinuousAutoregressiveWrapper(PretrainedMixin, nn.Module):
         mean, log_variance = out.unbind(dim=-1)
         if temperature == 0:
             return mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        seeded = {} if generator is None else {"generator": generator}  # torch-only keyword
+        noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, **seeded)
         return mean + torch.exp(0.5 * log_variance) * temperature * noise

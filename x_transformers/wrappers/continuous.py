@@ -5,6 +5,7 @@ Shape letters: b batch, n sequence.
 
 from __future__ import annotations
 
+from einops import rearrange
 from torch import Tensor, nn
 
 from ..options import parse_wrapper_kwargs
@@ -76,5 +77,5 @@ class ContinuousTransformerWrapper(SequenceWrapper):
     def head(self, h: Tensor) -> Tensor:
         out = self.project_out(h)
         if self.probabilistic:  # (..., 2 * dim_out) -> (..., dim_out, 2): mean, log-variance
-            return out.unflatten(-1, (2, self.dim_out)).movedim(-2, -1)
+            return rearrange(out, "... (two d) -> ... d two", two=2)
         return out
