@@ -81,7 +81,7 @@ def check_token_type_ids(token_type_ids: Tensor, x: Tensor, num_token_types: int
             f"got {tuple(token_type_ids.shape)}"
         )
     if token_type_ids.device.type == "cpu" and token_type_ids.numel():
-        low, high = (int(v) for v in token_type_ids.aminmax())
+        low, high = int(token_type_ids.min()), int(token_type_ids.max())
         if low < 0 or high >= num_token_types:
             raise ValueError(
                 f"'token_type_ids' must lie in [0, {num_token_types}), got [{low}, {high}]"
