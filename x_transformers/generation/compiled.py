@@ -31,6 +31,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from ..backend import require_torch
 from .decode import warn_user
 from .interface import DecodingSpec, cache_capacity, decoding_spec
 from .kv_cache import StaticKVCache
@@ -96,6 +97,7 @@ class CompiledSteps:
 
 def resolve_backend(compile: bool | str) -> str:
     """``compile=True`` -> the default backend ('inductor'); a string names the backend."""
+    require_torch("generate(compile=...)", "torch.compile has no Paddle counterpart")
     if compile is True:
         return "inductor"
     if isinstance(compile, str) and compile:
