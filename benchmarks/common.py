@@ -63,7 +63,10 @@ def build_ours(features, num_tokens, max_seq_len, dim, depth, heads):
 def copy_weights(source, target):
     """Copy ``source``'s parameters into ``target`` in registration order (ours and the reference
     register the same tensors in the same order); the shapes must agree one by one."""
-    pairs = list(zip(source.parameters(), target.parameters(), strict=True))
+    sources, targets = list(source.parameters()), list(target.parameters())
+    if len(sources) != len(targets):
+        raise ValueError(f"parameter lists differ: {len(sources)} vs {len(targets)} tensors")
+    pairs = list(zip(sources, targets))
     with torch.no_grad():
         for a, b in pairs:
             if a.shape != b.shape:
