@@ -19,7 +19,8 @@ MFU = achieved FLOP/s over the machine's measured matmul peak (``common.matmul_p
 per generated token (attention scores left out). A markdown summary closes the output.
 
     python benchmarks/suite.py --threads 1                   # the issue's default shape, CPU
-    python benchmarks/suite.py --device cuda --dtype bfloat16 --batch 16 --seq-len 1024
+    python benchmarks/suite.py --device cuda --dtype bfloat16 --batch 16 --seq-len 1024 \
+        --max-seq-len 1024
 """
 
 import argparse
@@ -191,6 +192,8 @@ def main():
     args = p.parse_args()
     if args.compile:
         raise SystemExit("--compile is not a suite option: 'ours, compile=True' is measured")
+    if args.seq_len > args.max_seq_len or args.prompt_len + args.new_tokens > args.max_seq_len:
+        raise SystemExit("--seq-len and --prompt-len + --new-tokens must fit in --max-seq-len")
     skip = set(filter(None, args.skip.split(",")))
     if args.no_hf:
         skip.add("hf")
