@@ -15,4 +15,4 @@ from ._bridge import install as _install
 _src = _install()
 
 from ._src import *  # noqa: E402,F403
-from ._src import __all__  # noqa: E402,F401
+from ._src import __all__, __version__  # noqa: E402,F401

@@ -82,6 +82,8 @@ def torch_module(fullname: str) -> types.ModuleType:
         _TORCH_MODULES[fullname] = module
         parent.__dict__[child] = module
         return module
+    # paddle.compat's own proxy machinery (private in 3.3: hence the extra's pin to 3.3.x),
+    # used to build the module object only; its meta-path finder is never installed
     _proxy._register_compat_override()
     try:
         spec = _proxy.TORCH_PROXY_FINDER._find_spec_for_torch_module(fullname)
@@ -107,11 +109,6 @@ def _scoped_import(name, globals=None, locals=None, fromlist=(), level=0):
         if name == "torch" or name.startswith("torch."):
             module = torch_module(name)
             return module if fromlist else torch_module("torch")
-        if name == "safetensors.torch":
-            # the paddle counterpart of safetensors.torch's save_file / load_file
-            target = importlib.import_module("safetensors.paddle")
-            safetensors = importlib.import_module("safetensors")
-            return target if fromlist else safetensors
         if name == SOURCE_PACKAGE or name.startswith(SOURCE_PACKAGE + "."):
             mapped = PREFIX + name[len(SOURCE_PACKAGE) :]
             module = importlib.import_module(mapped)
