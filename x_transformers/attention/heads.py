@@ -88,10 +88,11 @@ def _kv_heads(options: AttentionOptions, heads: int, prefix: str) -> int:
     return kv_heads
 
 
-def split_heads(q: Tensor, kv: Tensor, shapes: HeadShapes) -> tuple[Tensor, Tensor, Tensor]:
-    """Projected q (b, i, q_width) and kv (b, j, k_width + v_width) -> per-head views
+def split_heads(
+    q: Tensor, k: Tensor, v: Tensor, shapes: HeadShapes
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Projected q (b, i, q_width), k (b, j, k_width), v (b, j, v_width) -> per-head views
     q (b, h|1, i, dim_qk), k (b, k|1, j, dim_qk), v (b, k, j, dim_v)."""
-    k, v = kv.split((shapes.k_width, shapes.v_width), -1)
     q = q.unflatten(-1, (-1, shapes.dim_qk)).transpose(1, 2)  # b i (h d) -> b h i d
     k = k.unflatten(-1, (-1, shapes.dim_qk)).transpose(1, 2)  # b j (k d) -> b k j d
     v = v.unflatten(-1, (-1, shapes.dim_v)).transpose(1, 2)  # b j (k d) -> b k j d

@@ -82,12 +82,16 @@ class AttentionProjections(nn.Module):
             )
         return super().__getattr__(name)
 
-    def project(self, q_input: Tensor, k_input: Tensor, v_input: Tensor) -> tuple[Tensor, Tensor]:
-        """Queries (b, i, q_width) and keys + values (b, j, k_width + v_width) of their inputs;
-        one matrix product when the projection is fused and the three inputs are one tensor."""
+    def project(
+        self, q_input: Tensor, k_input: Tensor, v_input: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries (b, i, q_width), keys (b, j, k_width) and values (b, j, v_width) of their
+        inputs; one matrix product (and one split) when the projection is fused and the three
+        inputs are one tensor."""
         if self.fused and q_input is k_input and k_input is v_input:
-            return self.to_qkv(q_input).split((self.widths[0], sum(self.widths[1:])), -1)
-        return self.queries(q_input), self.keys_values(k_input, v_input)
+            return self.to_qkv(q_input).split(self.widths, -1)
+        keys, values = self.keys_values(k_input, v_input).split(self.widths[1:], -1)
+        return self.queries(q_input), keys, values
 
     def queries(self, x: Tensor) -> Tensor:
         """(b, i, dim) -> (b, i, q_width)."""

@@ -47,11 +47,14 @@ def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     rotated_dim = cos.shape[-1]
     # torch.promote_types(x.dtype, cos.dtype), cos being float32 or float64
     compute_dtype = torch.float64 if x.dtype == torch.float64 else cos.dtype
-    rotated = x[..., :rotated_dim].to(compute_dtype)
-    rotated = (rotated * cos + rotate_half(rotated) * sin).to(x.dtype)
-    if rotated_dim == x.shape[-1]:
-        return rotated
-    return torch.cat((rotated, x[..., rotated_dim:]), dim=-1)
+    whole = rotated_dim == x.shape[-1]
+    rotated = x if whole else x[..., :rotated_dim]
+    if rotated.dtype != compute_dtype:  # (no-op conversions still cost a dispatch per call)
+        rotated = rotated.to(compute_dtype)
+    rotated = rotated * cos + rotate_half(rotated) * sin
+    if rotated.dtype != x.dtype:
+        rotated = rotated.to(x.dtype)
+    return rotated if whole else torch.cat((rotated, x[..., rotated_dim:]), dim=-1)
 
 
 @dataclass(frozen=True)
