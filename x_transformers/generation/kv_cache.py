@@ -77,13 +77,15 @@ class DynamicSlot:
         self.value_buffer: Tensor | None = None
         self.length = 0
 
+    # narrow() rather than [..., a:b, :]: one dispatch, no index parsing (a decoding step
+    # reads and writes every block's slot)
     @property
     def keys(self) -> Tensor | None:
-        return None if self.key_buffer is None else self.key_buffer[..., : self.length, :]
+        return None if self.key_buffer is None else self.key_buffer.narrow(-2, 0, self.length)
 
     @property
     def values(self) -> Tensor | None:
-        return None if self.value_buffer is None else self.value_buffer[..., : self.length, :]
+        return None if self.value_buffer is None else self.value_buffer.narrow(-2, 0, self.length)
 
     def pending(self, inputs: Tensor) -> Tensor:
         return inputs
@@ -100,8 +102,8 @@ class DynamicSlot:
         if self.key_buffer is None or end > self.key_buffer.shape[-2]:
             self.key_buffer = self._grown(self.keys, keys, end)
             self.value_buffer = self._grown(self.values, values, end)
-        self.key_buffer[..., self.length : end, :] = keys
-        self.value_buffer[..., self.length : end, :] = values
+        self.key_buffer.narrow(-2, self.length, keys.shape[-2]).copy_(keys)
+        self.value_buffer.narrow(-2, self.length, values.shape[-2]).copy_(values)
         self.length = end
         return self.keys, self.values
 
