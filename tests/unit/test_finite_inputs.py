@@ -54,6 +54,22 @@ def test_non_finite_at_a_padded_position_changes_no_kept_output(stack_cls, bad):
     torch.testing.assert_close(out[1], clean[1], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("bad", BAD)
+@pytest.mark.parametrize("stack_cls", [Encoder, Decoder])
+def test_a_bare_stack_zeroes_its_padded_inputs(stack_cls, bad):
+    """Called directly (no wrapper), a stack also keeps a padded position's value out of every
+    product: the kept outputs equal those of a finite value there."""
+    torch.manual_seed(0)
+    stack = stack_cls(dim=DIM, depth=2, heads=2).double().eval()
+    x, mask = randn(2, 6, DIM), torch.ones(2, 6, dtype=torch.bool)
+    mask[0, -2:] = False
+    poisoned = x.clone()
+    poisoned[0, -1] = bad
+    with torch.no_grad():
+        clean, out = stack(x, mask=mask), stack(poisoned, mask=mask)
+    torch.testing.assert_close(out[mask], clean[mask], rtol=1e-12, atol=1e-12)
+
+
 def test_a_causal_decoder_keeps_earlier_positions_from_a_masked_later_nan():
     model = continuous(Decoder)
     x = randn(1, 6, DIM_IN)

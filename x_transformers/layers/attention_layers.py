@@ -172,6 +172,7 @@ class AttentionLayers(PretrainedMixin, nn.Module):
             prefix_attn_len=prefix_attn_len,
         )
         attach_condition(self, x, prepared, condition)  # DiT conditioning, when the stack reads it
+        x = zero_masked(x, mask)  # a NaN at a padded position must not reach any product
         if self.reversible_units is not None:
             x, intermediates = run_reversible(self, x, prepared)
         else:
