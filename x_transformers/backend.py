@@ -72,6 +72,54 @@ def saved_tensors(ctx) -> tuple:
     return tuple(ctx.saved_tensor()) if PADDLE else ctx.saved_tensors
 
 
+def backward_gradients(non_tensor_inputs: int, *gradients) -> tuple:
+    """What an autograd function's ``backward`` returns: under torch one gradient per input of
+    ``apply`` (``None`` for the ``non_tensor_inputs`` leading non-tensor ones); Paddle's PyLayer
+    takes gradients for its tensor inputs only."""
+    return gradients if PADDLE else (None,) * non_tensor_inputs + gradients
+
+
+if PADDLE:
+
+    def rng_state(device) -> tuple:
+        """The CPU RNG state, and the accelerator one of ``device`` when x lives there."""
+        accelerator = _paddle.get_rng_state(str(device)) if device.type != "cpu" else None
+        return _paddle.get_rng_state("cpu"), accelerator
+
+    @contextlib.contextmanager
+    def replay_rng(device, state: tuple):
+        """Run with the RNG as it was in ``state``, leaving the global RNG untouched afterwards
+        (Paddle has no fork_rng: the current states are saved and set back)."""
+        cpu, accelerator = state
+        saved = rng_state(device)
+        try:
+            _paddle.set_rng_state(cpu, "cpu")
+            if accelerator is not None:
+                _paddle.set_rng_state(accelerator, str(device))
+            yield
+        finally:
+            _paddle.set_rng_state(saved[0], "cpu")
+            if saved[1] is not None:
+                _paddle.set_rng_state(saved[1], str(device))
+
+else:
+
+    def rng_state(device: torch.device) -> tuple:
+        """The CPU RNG state, and the CUDA one of ``device`` when x lives there."""
+        cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
+
+    @contextlib.contextmanager
+    def replay_rng(device: torch.device, state: tuple):
+        """Run with the RNG as it was in ``state``, leaving the global RNG untouched afterwards."""
+        cpu, cuda = state
+        with torch.random.fork_rng(devices=[device] if cuda is not None else []):
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state(cuda, device)
+            yield
+
+
 def autocast_disabled(device):
     """A context in which autocast is off (positions are computed in full precision)."""
     if PADDLE:

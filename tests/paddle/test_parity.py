@@ -49,11 +49,7 @@ pytestmark = pytest.mark.paddle
 TOL, KERNEL_TOL, SINUSOID_TOL = 1e-8, 1e-7, 2e-7
 SINUSOID_ROWS = {"sinusoidal_pos_emb", "l2norm_embed_sinusoidal"}
 
-UNSUPPORTED = {
-    "reversible": "the reversible coupling replays torch's RNG and autocast state",
-    "reversible_rotary_glu_dropout": "the reversible coupling (see 'reversible')",
-    "reversible_t5_sandwich_norm": "the reversible coupling (see 'reversible')",
-}
+UNSUPPORTED: dict[str, str] = {}
 
 MAXIMA: dict[str, float] = {}  # what the closing note reports (printed at the end)
 

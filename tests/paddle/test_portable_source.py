@@ -32,7 +32,6 @@ TORCH_ONLY = {
     "hub/vit.py",
     "hub/export.py",
     "hub/runs.py",
-    "layers/reversible.py",  # reversible=True is refused under Paddle (backend.require_torch)
 }
 
 

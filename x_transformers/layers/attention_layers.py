@@ -19,7 +19,6 @@ from ..attention.masks import (
     key_padding_to_attention_mask,
     prepend_keys,
 )
-from ..backend import require_torch
 from ..finite_inputs import zero_masked
 from ..hub.mixin import PretrainedMixin
 from ..options import parse_layer_kwargs
@@ -115,8 +114,6 @@ class AttentionLayers(PretrainedMixin, nn.Module):
         # the keywords of the active features that cannot run with a KV cache (declared by them)
         self.kv_cache_blockers = kv_cache_blockers(self)
         # reversible layers (layers/reversible.py): the plan's (attention..., feedforward) units
-        if self.config.blocks.reversible:
-            require_torch("'reversible=True'", "the coupling replays torch's RNG and autocast")
         self.reversible_units = check_reversible(self) if self.config.blocks.reversible else None
         self.call_block = checkpointed_call if self.config.blocks.checkpoint_blocks else None
         # conditioning (DiT), hyper-connections, U-ViT skips: layers/conditioning.py,

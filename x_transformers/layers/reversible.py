@@ -26,12 +26,12 @@ streams (:data:`x_transformers.options.blocks.REVERSIBLE_CONFLICTS`).
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from ..attention.stages import AttentionStage
+from ..backend import backward_gradients, replay_rng, rng_state, saved_tensors
 from .conditioning import apply_norm
 from .intermediates import LayerIntermediates
 from .layout import FEEDFORWARD, SELF_ATTENTION
@@ -237,27 +237,10 @@ class ReversibleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy1: Tensor | None, dy2: Tensor | None):
         coupling: Coupling = ctx.coupling
-        y1, y2 = ctx.saved_tensors
+        y1, y2 = saved_tensors(ctx)
         dy1 = torch.zeros_like(y1) if dy1 is None else dy1
         dy2 = torch.zeros_like(y2) if dy2 is None else dy2
         grads: list = [None] * (len(coupling.params) + len(coupling.extras))
         for position in reversed(range(len(coupling.units))):
             y1, y2, dy1, dy2 = coupling.backward_unit(position, y1, y2, dy1, dy2, grads)
-        return (None, dy1 + dy2, *grads)
-
-
-def rng_state(device: torch.device) -> tuple:
-    """The CPU RNG state, and the CUDA one of ``device`` when x lives there."""
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return torch.get_rng_state(), cuda
-
-
-@contextmanager
-def replay_rng(device: torch.device, state: tuple):
-    """Run with the RNG as it was in ``state``, leaving the global RNG untouched afterwards."""
-    cpu, cuda = state
-    with torch.random.fork_rng(devices=[device] if cuda is not None else []):
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state(cuda, device)
-        yield
+        return backward_gradients(1, dy1 + dy2, *grads)  # none for the coupling
