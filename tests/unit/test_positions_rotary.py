@@ -161,6 +161,7 @@ def test_decoding_steps_slice_one_table_per_device_and_dtype():
             == table.query_cos.untyped_storage().data_ptr()
         )
     assert rotary._tables[(cpu, torch.float32)] is table and first.query_cos.shape == (4, 8)
+    assert table.key_cos is table.query_cos  # plain rotary: one copy for queries and keys
     rotary(PositionSpan.for_lengths(4), cpu, F64)
     assert set(rotary._tables) == {(cpu, torch.float32), (cpu, F64)}
     rotary.double()  # moving the module drops the tables

@@ -136,6 +136,8 @@ class RotaryEmbedding(nn.Module):
             length = max(end, 2 * (0 if table is None else table.query_cos.shape[0]), 64)
             with torch.inference_mode(False):  # the table outlives an inference-mode forward
                 table = self._computed(PositionSpan.for_lengths(length), device, dtype)
+            if self.xpos_scale_base is None:  # keys rotate like queries: keep one copy
+                table = Rotation(table.query_cos, table.query_sin, table.query_cos, table.query_sin)
             self._tables[(device, dtype)] = table
         queries = slice(span.query_start, span.query_start + span.num_queries)
         keys = slice(span.new_key_start, span.new_key_start + span.new_key_count)
