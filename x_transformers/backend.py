@@ -129,6 +129,19 @@ def autocast_disabled(device):
     return contextlib.nullcontext()
 
 
+def seeded(generator) -> dict:
+    """The ``generator=`` keyword of torch's samplers when one is given (Paddle's samplers take
+    none: there a given generator is refused by the caller)."""
+    return {} if generator is None else {"generator": generator}
+
+
+def value_range(x) -> tuple[int, int]:
+    """``(min, max)`` of ``x`` as Python ints: one ``aminmax`` reduction under torch (a host
+    read on CPU), ``min`` and ``max`` under Paddle (no aminmax)."""
+    low, high = (x.min(), x.max()) if PADDLE else x.aminmax()
+    return int(low), int(high)
+
+
 def require_torch(feature: str, reason: str) -> None:
     """Refuse a torch-only feature under Paddle with a clear error (never a silent fallback)."""
     if PADDLE:

@@ -135,7 +135,7 @@ CALL_RULES = [
             and "generator" in _keywords(c)
         ),
         "Paddle's samplers take no generator=: pass it only when given "
-        "(**({} if generator is None else {'generator': generator}))",
+        "(**backend.seeded(generator))",
     ),
     (
         "cross-entropy-layout",

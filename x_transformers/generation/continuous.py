@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..backend import seeded
 from ..finite_inputs import zero_masked_and_check_finite
 from ..hub.mixin import PretrainedMixin
 from ..layers.validation import check_mask
@@ -135,6 +136,5 @@ class ContinuousAutoregressiveWrapper(PretrainedMixin, nn.Module):
         mean, log_variance = out.unbind(dim=-1)
         if temperature == 0:
             return mean
-        seeded = {} if generator is None else {"generator": generator}  # torch-only keyword
-        noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, **seeded)
+        noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, **seeded(generator))
         return mean + torch.exp(0.5 * log_variance) * temperature * noise

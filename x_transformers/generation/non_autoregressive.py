@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..backend import seeded
 from ..hub.mixin import PretrainedMixin
 from .decode import eval_mode
 from .interface import decoding_spec
@@ -143,8 +144,7 @@ class NonAutoregressiveWrapper(PretrainedMixin, nn.Module):
             sampled = logits.argmax(dim=-1)
         else:
             probs = (logits / temperature).softmax(dim=-1)
-            seeded = {} if generator is None else {"generator": generator}  # torch-only keyword
-            flat = torch.multinomial(probs.flatten(0, 1), 1, **seeded)
+            flat = torch.multinomial(probs.flatten(0, 1), 1, **seeded(generator))
             sampled = flat.view(seq.shape)
         confidence = logits.softmax(dim=-1).gather(-1, sampled[..., None])[..., 0]  # (b, n)
         confidence = confidence.masked_fill(~masked, float("inf"))  # kept tokens stay

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..backend import sort_descending
+from ..backend import seeded, sort_descending
 
 
 def top_k(logits: Tensor, k: int | None = None, frac_num_tokens: float = 0.1) -> Tensor:
@@ -39,7 +39,8 @@ def top_p(logits: Tensor, thres: float = 0.9) -> Tensor:
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     # drop a token when the tokens before it already reach the threshold
     before = cumulative - sorted_logits.softmax(dim=-1)
-    drop = before.gather(-1, sorted_indices.argsort(dim=-1)) >= thres  # back in vocabulary order
+    # back in vocabulary order (the indices are a permutation: every entry is written)
+    drop = torch.zeros_like(before).scatter_(-1, sorted_indices, before) >= thres
     return logits.masked_fill(drop, float("-inf"))
 
 
@@ -71,8 +72,7 @@ def resolve_filter(filter_logits_fn: str | Callable[..., Tensor] | None):
 
 
 def gumbel_noise(shape, device, generator: torch.Generator | None = None) -> Tensor:
-    seeded = {} if generator is None else {"generator": generator}  # torch-only keyword
-    uniform = torch.rand(shape, device=device, **seeded).clamp(min=1e-20)
+    uniform = torch.rand(shape, device=device, **seeded(generator)).clamp(min=1e-20)
     return -torch.log((-torch.log(uniform)).clamp(min=1e-20))
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..backend import value_range
 from ..feedforward import activation_by_name
 from ..options import WrapperOptions
 
@@ -81,7 +82,7 @@ def check_token_type_ids(token_type_ids: Tensor, x: Tensor, num_token_types: int
             f"got {tuple(token_type_ids.shape)}"
         )
     if token_type_ids.device.type == "cpu" and token_type_ids.numel():
-        low, high = int(token_type_ids.min()), int(token_type_ids.max())
+        low, high = value_range(token_type_ids)
         if low < 0 or high >= num_token_types:
             raise ValueError(
                 f"'token_type_ids' must lie in [0, {num_token_types}), got [{low}, {high}]"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..backend import value_range
 from ..layers import AttentionLayers
 from ..options import parse_wrapper_kwargs
 from ..options.wrapper import check_size
@@ -42,7 +43,7 @@ def check_token_ids(x: Tensor, num_tokens: int) -> None:
         # no host synchronisation on accelerators: the assertion fails with the next kernel
         torch._assert_async(((x >= 0) & (x < num_tokens)).all(), expected)
         return
-    low, high = int(x.min()), int(x.max())
+    low, high = value_range(x)
     if low < 0 or high >= num_tokens:
         raise ValueError(f"{expected}; got values in [{low}, {high}]")
 
