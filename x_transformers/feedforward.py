@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .options import FeedForwardOptions
+from .weight_layout import linear
 
 
 class ReluSquared(nn.Module):
@@ -35,7 +36,7 @@ class GLU(nn.Module):
 
     def __init__(self, dim: int, hidden: int, activation: nn.Module, bias: bool):
         super().__init__()
-        self.proj = nn.Linear(dim, 2 * hidden, bias=bias)
+        self.proj = linear(dim, 2 * hidden, bias=bias)
         self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
@@ -105,11 +106,11 @@ class FeedForward(nn.Module):
         if options.glu:
             self.proj_in = GLU(dim, hidden, activation, bias)
         else:
-            self.proj_in = nn.Sequential(nn.Linear(dim, hidden, bias=bias), activation)
+            self.proj_in = nn.Sequential(linear(dim, hidden, bias=bias), activation)
         # None when off (not Identity / p=0 dropout): no module call per decoding step
         self.post_act_norm = nn.LayerNorm(hidden, bias=bias) if options.post_act_ln else None
         self.dropout = nn.Dropout(options.dropout) if options.dropout > 0 else None
-        self.proj_out = nn.Linear(hidden, dim_out or dim, bias=bias)
+        self.proj_out = linear(hidden, dim_out or dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         hidden = self.proj_in(x)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .weight_layout import linear
+
 
 class Residual(nn.Module):
     """The plain residual connection ``branch_out + residual``."""
@@ -83,9 +85,9 @@ class GRUGatedResidual(nn.Module):
 
     def __init__(self, dim: int, gate_bias: float = 2.0, scale_residual: bool = False):
         super().__init__()
-        self.from_branch = nn.Linear(dim, 3 * dim, bias=False)  # W_r, W_z, W_g
-        self.from_residual = nn.Linear(dim, 2 * dim, bias=False)  # U_r, U_z
-        self.candidate_from_residual = nn.Linear(dim, dim, bias=False)  # U_g
+        self.from_branch = linear(dim, 3 * dim, bias=False)  # W_r, W_z, W_g
+        self.from_residual = linear(dim, 2 * dim, bias=False)  # U_r, U_z
+        self.candidate_from_residual = linear(dim, dim, bias=False)  # U_g
         self.gate_bias = nn.Parameter(torch.full((dim,), float(gate_bias)))
         self.residual_scale = nn.Parameter(torch.ones(dim)) if scale_residual else None
 

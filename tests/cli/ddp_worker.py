@@ -22,7 +22,7 @@ def run(config_path: str, data: str, out: str) -> None:
     env = distributed.setup("cpu", "ddp")
     trainer = Trainer(config, Path(out) / "run", env)
     trainer.run()
-    local = {k: v.detach().clone() for k, v in trainer.net.state_dict().items()}
+    local = {k: v.detach().contiguous() for k, v in trainer.net.state_dict().items()}
     save_file(local, str(Path(out) / f"rank{env.rank}.safetensors"))
     distributed.teardown(env)  # an error above ends the process, and torchrun the others
 

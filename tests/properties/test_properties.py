@@ -87,3 +87,24 @@ def test_every_parameter_gets_a_finite_gradient(case, kind):
         assert param.grad is not None, f"{name} received no gradient"
         assert torch.isfinite(param.grad).all(), f"{name} has a non-finite gradient"
         assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+@pytest.mark.parametrize("case, kind", case_kind_pairs())
+def test_linear_weights_are_stored_input_major(case, kind):
+    """Every linear weight of the model is stored input-major (x_transformers/weight_layout.py:
+    cheaper decoding products), except one another kind of module also holds (a tied
+    embedding)."""
+    from torch import nn
+
+    from x_transformers.weight_layout import is_input_major
+
+    model = build_model(case, kind)
+    held_elsewhere = {
+        id(p)
+        for m in model.modules()
+        if not isinstance(m, nn.Linear)
+        for p in m.parameters(recurse=False)
+    }
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and id(module.weight) not in held_elsewhere:
+            assert is_input_major(module.weight), f"{name} is stored row-major"

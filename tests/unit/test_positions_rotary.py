@@ -61,7 +61,9 @@ def test_xpos_scale_matches_its_definition():
     theta_k = torch.tensor([1.0, 10.0**-0.5], dtype=F64)
     zeta2, theta2 = zeta.repeat(2), theta_k.repeat(2)
     torch.testing.assert_close(rotation.query_cos[0], torch.cos(m * theta2) * zeta2 ** (m / base))
-    torch.testing.assert_close(rotation.query_sin[0], torch.sin(m * theta2) * zeta2 ** (m / base))
+    signs = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=F64)  # the first half of each pair
+    expected_sin = signs * torch.sin(m * theta2) * zeta2 ** (m / base)
+    torch.testing.assert_close(rotation.query_sin[0], expected_sin)
     torch.testing.assert_close(rotation.key_cos[0], torch.cos(n * theta2) * zeta2 ** (-n / base))
     # a unit query and key on feature 0: the score is zeta_0^((m - n) / B) cos((m - n) theta_0)
     e0 = torch.zeros(1, 1, 1, rotated, dtype=F64)

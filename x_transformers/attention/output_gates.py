@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..weight_layout import linear
 from .stages import OUTPUT, AttentionStage
 
 
@@ -35,7 +36,7 @@ class ValueGate(AttentionStage):
     def __init__(self, dim: int, heads: int, dim_v: int, keyword: str = "attn_gate_values"):
         super().__init__(keyword)
         self.heads = heads
-        self.to_gates = nn.Linear(dim, heads * dim_v)
+        self.to_gates = linear(dim, heads * dim_v)
         nn.init.zeros_(self.to_gates.weight)
         nn.init.ones_(self.to_gates.bias)
 
@@ -65,7 +66,7 @@ class HeadGate(AttentionStage):
 
     def __init__(self, dim: int, heads: int, keyword: str = "attn_gate_value_heads"):
         super().__init__(keyword)
-        self.to_gates = nn.Linear(dim, heads)
+        self.to_gates = linear(dim, heads)
 
     def forward(self, out: Tensor, x: Tensor, state=None) -> Tensor:
         gates = self.to_gates(x).sigmoid()  # (b, n, h)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backend import register_load_state_dict_pre_hook
+from ..weight_layout import linear
 from .heads import HeadShapes
 
 ROLES = ("q", "k", "v", "out")
@@ -62,11 +63,11 @@ class AttentionProjections(nn.Module):
         self.widths = (shapes.q_width, shapes.k_width, shapes.v_width)
         self.fused = fuse_qkv
         if fuse_qkv:
-            self.to_qkv = nn.Linear(dim, sum(self.widths), bias=qkv_bias)
+            self.to_qkv = linear(dim, sum(self.widths), bias=qkv_bias)
         else:
-            self.to_q = nn.Linear(dim, shapes.q_width, bias=qkv_bias)
-            self.to_kv = nn.Linear(dim_context, shapes.k_width + shapes.v_width, bias=qkv_bias)
-        self.to_out = nn.Linear(shapes.out_width, dim, bias=out_bias) if to_out is None else to_out
+            self.to_q = linear(dim, shapes.q_width, bias=qkv_bias)
+            self.to_kv = linear(dim_context, shapes.k_width + shapes.v_width, bias=qkv_bias)
+        self.to_out = linear(shapes.out_width, dim, bias=out_bias) if to_out is None else to_out
         register_load_state_dict_pre_hook(self, _fuse_split_layout)
 
     def __getattr__(self, name: str):

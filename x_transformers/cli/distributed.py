@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..weight_layout import store_row_major
 from .errors import CLIError
 
 
@@ -93,6 +94,7 @@ def wrap(env: Environment, net: nn.Module, model: nn.Module) -> nn.Module:
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     from torch.distributed.fsdp import fully_shard
 
+    store_row_major(net)  # FSDP2 shards contiguous parameters only
     for block in net.attn_layers.blocks:
         fully_shard(block)
     fully_shard(net)

@@ -146,7 +146,7 @@ def make_cache(spec: DecodingSpec, cache_kv: bool, cache_kind: str, capacity: in
             f"{', '.join(map(repr, spec.kv_cache_blockers))} cannot use the KV cache"
         )
         return None
-    return DynamicKVCache() if cache_kind == "dynamic" else StaticKVCache(capacity)
+    return DynamicKVCache(capacity) if cache_kind == "dynamic" else StaticKVCache(capacity)
 
 
 def open_session(

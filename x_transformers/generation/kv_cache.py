@@ -72,10 +72,11 @@ class DynamicSlot:
     instead: writing them in place would modify tensors the autograd graph still needs.
     """
 
-    def __init__(self):
+    def __init__(self, reserve: int = 0):
         self.key_buffer: Tensor | None = None  # (b, h, capacity, d)
         self.value_buffer: Tensor | None = None
         self.length = 0
+        self.reserve = reserve  # positions the first buffers hold (a hint; they still grow)
 
     # narrow() rather than [..., a:b, :]: one dispatch, no index parsing (a decoding step
     # reads and writes every block's slot)
@@ -110,7 +111,7 @@ class DynamicSlot:
     def _grown(self, filled: Tensor | None, new: Tensor, needed: int) -> Tensor:
         """A buffer (b, h, capacity, d) with room for ``needed`` positions (at least twice the
         filled ones), holding the filled ones."""
-        capacity = max(needed, 2 * self.length)
+        capacity = max(needed, 2 * self.length, self.reserve)
         buffer = new.new_empty(*new.shape[:-2], capacity, new.shape[-1])
         if filled is not None:
             buffer[..., : self.length, :] = filled
@@ -136,7 +137,12 @@ class DynamicKVCache:
     right before ``offset``, so relative positions (rotary, T5, ALiBi) stay exact.
     """
 
-    def __init__(self):
+    def __init__(self, reserve: int = 0):
+        if reserve < 0:
+            raise ValueError(f"DynamicKVCache needs reserve >= 0, got {reserve}")
+        # positions each slot's first buffers hold: a known generation length is written
+        # without regrowing (and copying) the buffers along the way
+        self.reserve = reserve
         self.slots: dict[int, ContextSlot | DynamicSlot] = {}
         self.offset = 0
         self.num_stored = 0
@@ -152,7 +158,7 @@ class DynamicKVCache:
 
     def slot(self, index: int, context: bool = False) -> ContextSlot | DynamicSlot:
         if index not in self.slots:
-            self.slots[index] = ContextSlot() if context else DynamicSlot()
+            self.slots[index] = ContextSlot() if context else DynamicSlot(self.reserve)
         return self.slots[index]
 
     def position_span(self, num_new: int) -> dict:

@@ -35,6 +35,7 @@ from ..backend import (
     open_safetensors,
     save_safetensors,
 )
+from ..weight_layout import store_input_major
 from .config import (
     CLASS_KEY,
     FORMAT,
@@ -242,11 +243,13 @@ def build_on_meta(config: dict, source: Path) -> nn.Module:
 
 
 def load_weights_into(model: nn.Module, tensors: dict[str, Tensor], source: Path) -> nn.Module:
-    """Put ``tensors`` (checked) into the meta-built ``model``, re-tie shared weights, and make
-    sure nothing is left on meta."""
+    """Put ``tensors`` (checked) into the meta-built ``model``, re-tie shared weights, store the
+    linear weights input-major (:mod:`x_transformers.weight_layout`), and make sure nothing is
+    left on meta."""
     aliases = tied_names(model)
     assign_state_dict(model, tensors)
     retie(model, aliases)
+    store_input_major(model)  # assigned tensors come row-major
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.device.type == "meta":
             raise WeightsError(f"{source}: tensor {name!r} was not loaded")

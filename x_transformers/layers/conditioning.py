@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..norms import build_norm
 from ..options import BlockOptions
+from ..weight_layout import linear
 
 
 def _per_row(values: Tensor, x: Tensor) -> Tensor:
@@ -37,10 +38,10 @@ def _per_row(values: Tensor, x: Tensor) -> Tensor:
 
 
 def _zero_linear(dim_in: int, dim_out: int) -> nn.Linear:
-    linear = nn.Linear(dim_in, dim_out)
-    nn.init.zeros_(linear.weight)
-    nn.init.zeros_(linear.bias)
-    return linear
+    layer = linear(dim_in, dim_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 class AdaptiveLayerNorm(nn.Module):

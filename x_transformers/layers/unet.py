@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..weight_layout import linear
+
 
 class UNetSkips(nn.Module):
     """The long skips of a stack of ``num_blocks`` blocks (U-ViT, 2209.12152)."""
@@ -27,7 +29,7 @@ class UNetSkips(nn.Module):
         self.num_blocks, self.half = num_blocks, num_blocks // 2
         if self.half < 1:
             raise ValueError(f"'unet_skips' needs a plan of at least 2 blocks, got {num_blocks}")
-        self.combines = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(self.half))
+        self.combines = nn.ModuleList(linear(2 * dim, dim) for _ in range(self.half))
 
     def forward(self, index: int, x: Tensor, saved: list[Tensor]) -> Tensor:
         """The input of block ``index``: saved in the first half, combined with its mirror's

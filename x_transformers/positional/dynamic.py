@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..weight_layout import linear
 from .span import PositionSpan
 
 
@@ -35,8 +36,8 @@ class DynamicPositionBias(nn.Module):
         if depth < 1:
             raise ValueError(f"the dynamic position bias needs depth >= 1, got {depth}")
         widths = [1] + [hidden_dim] * depth
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.to_heads = nn.Linear(hidden_dim, heads)
+        self.hidden = nn.ModuleList(linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.to_heads = linear(hidden_dim, heads)
         self.log_distance = log_distance
 
     def forward(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Tensor:

@@ -31,17 +31,16 @@ from .span import PositionSpan
 XPOS_GAMMA = 0.4
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    """``[x1, x2] -> [-x2, x1]`` on the last dimension: multiplication by ``i`` of the complex
-    numbers ``x1 + i x2``."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the first ``r = cos.shape[-1]`` features of x (b, h, n, d) by cos/sin (n, r), or
     (b, n, r) with one set of positions per row; the rotation runs in the dtype of cos/sin
-    (>= float32) and the result has x's dtype."""
+    (>= float32) and the result has x's dtype.
+
+    ``sin`` is signed: the sines of the negated angles on the first half, of the angles on the
+    second (what :meth:`RotaryEmbedding.angles` gives). The rotation of the pairs
+    ``(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)`` is then ``x * cos + swap(x) * sin`` with
+    ``swap([x1, x2]) = [x2, x1]``, one ``roll``: two dispatches fewer per call than splitting,
+    negating and concatenating the halves, on every block of every decoding step."""
     if cos.ndim == 3:  # per row: (b, n, r) -> (b, 1, n, r), broadcast over the heads
         cos, sin = cos[:, None], sin[:, None]
     rotated_dim = cos.shape[-1]
@@ -51,7 +50,7 @@ def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     rotated = x if whole else x[..., :rotated_dim]
     if rotated.dtype != compute_dtype:  # (no-op conversions still cost a dispatch per call)
         rotated = rotated.to(compute_dtype)
-    rotated = rotated * cos + rotate_half(rotated) * sin
+    rotated = rotated * cos + rotated.roll(rotated_dim // 2, -1) * sin
     if rotated.dtype != x.dtype:
         rotated = rotated.to(x.dtype)
     return rotated if whole else torch.cat((rotated, x[..., rotated_dim:]), dim=-1)
@@ -59,7 +58,8 @@ def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Rotation:
-    """Cosines and sines (xPos scale folded in) of one :class:`PositionSpan`: query-side at the
+    """Cosines and signed sines (xPos scale folded in; the sines as :func:`apply_rotation` takes
+    them) of one :class:`PositionSpan`: query-side at the
     query positions (i, r), key-side at the positions of the keys projected in this call (n, r),
     as the span declares them (:attr:`PositionSpan.new_key_start`); (b, i, r) and (b, n, r)
     when the span has a row offset (left-padded rows)."""
@@ -110,10 +110,12 @@ class RotaryEmbedding(nn.Module):
         return (k + XPOS_GAMMA) / (1 + XPOS_GAMMA)
 
     def angles(self, positions: Tensor) -> Tensor:
-        """(..., n) float positions -> (..., n, r) angles, repeated for the two halves."""
+        """(..., n) float positions -> (..., n, r) angles: negated on the first half, as they are
+        on the second. Their cosines are the plain ones and their sines carry the sign the first
+        half of each pair takes (see :func:`apply_rotation`)."""
         frequencies = self.frequencies(positions.device, positions.dtype)
         angles = positions[..., None] * frequencies  # (..., n, r/2), elementwise: no autocast
-        return torch.cat((angles, angles), dim=-1)
+        return torch.cat((-angles, angles), dim=-1)
 
     def xpos_scale(self, positions: Tensor) -> Tensor:
         """(..., n) float positions -> (..., n, r) ``zeta^(p / scale_base)``."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..options import parse_wrapper_kwargs
 from ..options.wrapper import check_size
+from ..weight_layout import linear
 from .sequence import SequenceWrapper
 from .token import check_attn_layers
 
@@ -56,13 +57,13 @@ class ContinuousTransformerWrapper(SequenceWrapper):
                 raise TypeError(f"'{name}' applies to token models, not continuous ones")
         dim = attn_layers.dim
         self.dim_in, self.dim_out = dim_in or dim, dim_out or dim
-        self.project_in = nn.Linear(dim_in, dim) if dim_in is not None else nn.Identity()
+        self.project_in = linear(dim_in, dim) if dim_in is not None else nn.Identity()
         self._build_trunk(dim, max_seq_len, attn_layers, options)
         self.probabilistic = options.probabilistic
         if options.probabilistic:  # mean and log-variance heads, side by side
-            self.project_out = nn.Linear(dim, self.dim_out * 2)
+            self.project_out = linear(dim, self.dim_out * 2)
         else:
-            self.project_out = nn.Linear(dim, dim_out) if dim_out is not None else nn.Identity()
+            self.project_out = linear(dim, dim_out) if dim_out is not None else nn.Identity()
 
     def check_inputs(self, x: Tensor) -> None:
         if x.ndim != 3 or x.shape[-1] != self.dim_in:

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from ..backend import value_range
 from ..feedforward import activation_by_name
 from ..options import WrapperOptions
+from ..weight_layout import linear
 
 
 class LogitsTransform(nn.Module):
@@ -30,7 +31,7 @@ class LogitsTransform(nn.Module):
 
     def __init__(self, dim: int, activation: str, eps: float):
         super().__init__()
-        self.dense = nn.Linear(dim, dim)
+        self.dense = linear(dim, dim)
         self.activation = activation_by_name(activation)
         self.norm = nn.LayerNorm(dim, eps=eps)
 
@@ -66,7 +67,7 @@ class Pooler(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.dense = nn.Linear(dim, dim)
+        self.dense = linear(dim, dim)
 
     def forward(self, h: Tensor) -> Tensor:
         return torch.tanh(self.dense(h[:, 0]))  # (b, n, d) -> (b, d)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ..options import WrapperOptions
 from ..positional import build_absolute_positions, embedding_init_std
+from ..weight_layout import linear
 
 
 class L2Norm(nn.Module):
@@ -49,7 +50,7 @@ class SequenceStem(nn.Module):
         eps = 1e-5 if options.emb_norm_eps is None else options.emb_norm_eps  # 'emb_norm_eps'
         self.post_emb_norm = nn.LayerNorm(emb_dim, eps=eps) if options.post_emb_norm else None
         self.emb_dropout = nn.Dropout(options.emb_dropout) if options.emb_dropout > 0 else None
-        self.project_emb = nn.Linear(emb_dim, dim) if emb_dim != dim else None
+        self.project_emb = linear(emb_dim, dim) if emb_dim != dim else None
 
     def forward(
         self,

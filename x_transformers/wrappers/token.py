@@ -12,6 +12,7 @@ from ..backend import value_range
 from ..layers import AttentionLayers
 from ..options import parse_wrapper_kwargs
 from ..options.wrapper import check_size
+from ..weight_layout import linear
 from .heads import Pooler, build_logits_transform, check_token_type_ids, project_logits
 from .sequence import SequenceWrapper
 from .stem import init_token_embedding
@@ -119,7 +120,7 @@ class TransformerWrapper(SequenceWrapper):
         if options.tie_embedding and logits_dim != num_tokens:
             raise ValueError("tie_embedding needs logits_dim == num_tokens")
         if to_logits is None and not (options.tie_embedding or options.return_only_embed):
-            to_logits = nn.Linear(dim, logits_dim, bias=False)
+            to_logits = linear(dim, logits_dim, bias=False)
         self.to_logits = to_logits
         self._build_family_parts(dim, emb_dim, logits_dim, options)
 

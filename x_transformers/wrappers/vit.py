@@ -15,6 +15,7 @@ from ..hub.mixin import PretrainedMixin
 from ..layers import AttentionLayers
 from ..options.vit import ViTOptions
 from ..options.wrapper import check_size
+from ..weight_layout import linear
 from .heads import Pooler
 from .stem import package_outputs
 from .token import check_attn_layers
@@ -71,14 +72,14 @@ class ViTransformerWrapper(PretrainedMixin, nn.Module):
         norm_in, norm_out = (
             (nn.LayerNorm(patch_dim), nn.LayerNorm(dim)) if patch_norms else (None,) * 2
         )
-        layers = [norm_in, nn.Linear(patch_dim, dim), norm_out]
+        layers = [norm_in, linear(patch_dim, dim), norm_out]
         self.patch_to_embedding = nn.Sequential(*[layer for layer in layers if layer is not None])
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02) if o.cls_token else None
         self.pos_embedding = nn.Parameter(torch.randn(num_patches + o.cls_token, dim) * 0.02)
         self.pooler = Pooler(dim) if o.pooler else None
         self.emb_dropout = nn.Dropout(emb_dropout)
         self.attn_layers = attn_layers
-        self.mlp_head = nn.Linear(dim, num_classes) if num_classes is not None else None
+        self.mlp_head = linear(dim, num_classes) if num_classes is not None else None
 
     def forward(
         self,

@@ -1,0 +1,76 @@
+"""Linear weights stored input-major.
+
+A linear layer's weight is an (out, in) matrix; PyTorch stores it row by row. The library's
+linear layers store the same matrix column by column instead: the (in, out) transpose is the
+contiguous block of memory, and the parameter is its (out, in) view (strides ``(1, out)``), as
+Paddle and JAX keep their kernels. Shape, values, state-dict entries, initialisation and
+gradients are those of ``nn.Linear``; only the strides differ.
+
+Why: a product with a few rows of input, the ``batch x 1`` tokens of a decoding step, is much
+cheaper from this layout on CPU BLAS (MKL): 0.51-0.74x the time of the row-major product for
+4-64 input rows, and never slower for 1 row or for the 256-1024 rows of a training batch (0.93-
+1.03x; torch 2.13, 1-2 threads, measured in ``benchmarks/README.md``, where a whole training step
+is unchanged). On accelerators the layout is kept as well; it is not measured there.
+
+Weights that arrive by assignment (``load_state_dict(..., assign=True)``, ``param.data = ...``)
+take the layout of what was assigned; :func:`store_input_major` restores it (``from_pretrained``
+does). FSDP2's ``fully_shard`` refuses non-contiguous parameters: call :func:`store_row_major`
+on the model first (the command line's ``--fsdp`` does). Under the PaddlePaddle edition nothing
+changes: Paddle's own linear weights are (in, out) already.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .backend import PADDLE
+
+
+def linear(dim_in: int, dim_out: int, bias: bool = True) -> nn.Linear:
+    """``nn.Linear(dim_in, dim_out, bias)`` with its weight stored input-major (initialised
+    exactly like ``nn.Linear``'s, from the same random draws)."""
+    layer = nn.Linear(dim_in, dim_out, bias=bias)
+    _relayout(layer.weight)
+    return layer
+
+
+def is_input_major(weight: Tensor) -> bool:
+    """Whether the (out, in) ``weight`` is the view of a contiguous (in, out) matrix."""
+    return weight.dim() == 2 and weight.t().is_contiguous()
+
+
+def store_input_major(module: nn.Module) -> nn.Module:
+    """Store the weight of every ``nn.Linear`` in ``module`` input-major, in place (same
+    parameters, same values); a weight that another kind of module also holds (a logits layer
+    tied to the token embedding, whose rows are gathered) keeps its layout. Returns ``module``."""
+    if PADDLE:
+        return module
+    held_elsewhere = {
+        id(param)
+        for sub in module.modules()
+        if not isinstance(sub, nn.Linear)
+        for param in sub.parameters(recurse=False)
+    }
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear) and id(sub.weight) not in held_elsewhere:
+            _relayout(sub.weight)
+    return module
+
+
+def store_row_major(module: nn.Module) -> nn.Module:
+    """Store every linear weight of ``module`` row-major (PyTorch's default), in place: what
+    FSDP2's ``fully_shard`` needs. Returns ``module``."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear) and not sub.weight.is_contiguous():
+            with torch.inference_mode(False), torch.no_grad():
+                sub.weight.data = sub.weight.data.contiguous()
+    return module
+
+
+def _relayout(weight: Tensor) -> None:
+    if PADDLE or weight.device.type == "meta" or is_input_major(weight):
+        return
+    # outside inference mode: a weight made in an inference-mode forward could not be trained
+    with torch.inference_mode(False), torch.no_grad():
+        weight.data = weight.data.t().contiguous().t()
