@@ -103,6 +103,12 @@ def common_parser(description):
         "LayerNorm, GELU; rotary; modern = rotary, RMSNorm, SwiGLU, qk-norm",
     )
     p.add_argument("--modern", action="store_const", const="modern", dest="features")
+    p.add_argument(
+        "--row-major-weights",
+        action="store_true",
+        help="store our linear weights row-major, as nn.Linear does (x_transformers.weight_layout;"
+        " train_step.py): to measure what the input-major layout changes",
+    )
     return p
 
 

@@ -31,6 +31,8 @@ from common import (
 )
 from reference import FEATURE_SETS, ReferenceGPT
 
+from x_transformers.weight_layout import store_row_major
+
 NAMES = ("ours", "reference")
 
 
@@ -40,6 +42,8 @@ def build(args, name, device):
     shape = (args.vocab, args.max_seq_len, args.dim, args.depth, args.heads)
     if name == "ours":
         model = build_ours(args.features, *shape)
+        if args.row_major_weights:
+            store_row_major(model)
     else:
         model = ReferenceGPT(*shape, **FEATURE_SETS[args.features])
     return model.to(device).train()
