@@ -78,6 +78,29 @@ def test_dynamic_cache_slides_and_reorders():
     assert slot.keys.shape[0] == 3 and cache.key_padding.shape == (3, 3)
 
 
+def test_key_padding_is_written_in_place_and_reads_as_the_concatenation():
+    """A left-padded batch's key padding grows by writing into a reserved buffer (no copy of the
+    whole mask per decoding step); it reads as every recorded mask joined along the keys."""
+    cache = DynamicKVCache(reserve=8)
+    prompt_mask = torch.tensor([[False, True, True], [True, True, True]])
+    returned = cache.visible_keys(torch.zeros(2, 3, 4), prompt_mask)
+    assert torch.equal(returned[:, 0, 0], prompt_mask)
+    cache.advance(3)
+    buffer = cache._padding_buffer
+    for step in range(4):
+        mask = None if step % 2 else torch.tensor([[True], [step == 0]])
+        cache.visible_keys(torch.zeros(2, 1, 4), mask)
+        cache.advance(1)
+    assert cache._padding_buffer is buffer  # no reallocation within the reserve
+    # steps 0 and 2 record [[True], [step == 0]], steps 1 and 3 no mask (all visible)
+    expected = torch.tensor([[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 1]], dtype=torch.bool)
+    assert torch.equal(cache.key_padding, expected)
+    cache.keep_last(4)  # the sliding window keeps the last stored keys' padding
+    assert torch.equal(cache.key_padding, expected[:, -4:])
+    cache.reorder(torch.tensor([1, 0]))
+    assert torch.equal(cache.key_padding, expected[[1, 0], -4:])
+
+
 def test_a_cache_with_memory_tokens_cannot_slide():
     cache = DynamicKVCache()
     cache.prefix_length = 2

@@ -146,8 +146,11 @@ class DynamicKVCache:
         self.slots: dict[int, ContextSlot | DynamicSlot] = {}
         self.offset = 0
         self.num_stored = 0
-        # (b, num_stored) True = visible key; None while every stored key is visible
-        self.key_padding: Tensor | None = None
+        # key padding, True = visible key, written in place into a buffer that grows like the
+        # slots' (a left-padded batch would otherwise copy it whole at every step); None while
+        # every stored key is visible
+        self._padding_buffer: Tensor | None = None  # (b, capacity)
+        self._padding_length = 0
         # positions before the sequence proper (memory tokens, prepended embeddings), set by
         # the wrapper on the first forward; absolute positions start after them
         self.prefix_length = 0
@@ -172,20 +175,35 @@ class DynamicKVCache:
             "num_new_keys": num_new,
         }
 
+    @property
+    def key_padding(self) -> Tensor | None:
+        """(b, j) True = visible key, for the keys stored and those of the current forward
+        (after :meth:`visible_keys`); None while every key is visible."""
+        if self._padding_buffer is None:
+            return None
+        return self._padding_buffer.narrow(1, 0, self._padding_length)
+
     def visible_keys(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         """Record the key-padding mask (b, n) of the new positions; return the key mask
         (b, 1, 1, stored + n) of this forward, or None when every key is visible (causality is
         added by the attention, bottom-right aligned)."""
         batch, num_new = x.shape[:2]
-        if mask is None and self.key_padding is None:
+        if mask is None and self._padding_buffer is None:
             return None
+        end = self.num_stored + num_new
+        if self._padding_buffer is None or end > self._padding_buffer.shape[1]:
+            capacity = max(end, 2 * self.num_stored, self.reserve)
+            grown = torch.ones(batch, capacity, dtype=torch.bool, device=x.device)
+            if self._padding_buffer is not None:  # (earlier keys were all visible otherwise)
+                grown[:, : self.num_stored] = self._padding_buffer[:, : self.num_stored]
+            self._padding_buffer = grown
+        new = self._padding_buffer.narrow(1, self.num_stored, num_new)
         if mask is None:
-            mask = torch.ones(batch, num_new, dtype=torch.bool, device=x.device)
-        past = self.key_padding
-        if past is None:
-            past = torch.ones(batch, self.num_stored, dtype=torch.bool, device=x.device)
-        self.key_padding = torch.cat((past, mask), dim=1)  # (b, stored + n)
-        return self.key_padding[:, None, None, :]
+            new.fill_(True)
+        else:
+            new.copy_(mask)
+        self._padding_length = end
+        return self._padding_buffer.narrow(1, 0, end)[:, None, None, :]
 
     def advance(self, num_new: int) -> None:
         self.offset += num_new
@@ -195,8 +213,8 @@ class DynamicKVCache:
         """Select / repeat batch rows (beam search): row r becomes old row ``indices[r]``."""
         for slot in self.slots.values():
             slot.reorder(indices)
-        if self.key_padding is not None:
-            self.key_padding = self.key_padding[indices]
+        if self._padding_buffer is not None:
+            self._padding_buffer = self._padding_buffer[indices]
 
     def keep_last(self, num_positions: int) -> None:
         """Slide the window: keep only the keys of the last ``num_positions`` positions."""
@@ -210,9 +228,11 @@ class DynamicKVCache:
         for slot in self.slots.values():
             if isinstance(slot, DynamicSlot):
                 slot.keep_last(num_positions)
-        if self.key_padding is not None:
-            self.key_padding = self.key_padding[:, -num_positions:]
-        self.num_stored = min(self.num_stored, num_positions)
+        kept = min(self.num_stored, num_positions)
+        if self._padding_buffer is not None:
+            self._padding_buffer = self._padding_buffer[:, self.num_stored - kept : self.num_stored]
+            self._padding_length = kept
+        self.num_stored = kept
 
 
 class StaticSlot:
