@@ -8,9 +8,9 @@ gradients are those of ``nn.Linear``; only the strides differ.
 
 Why: a product with a few rows of input, the ``batch x 1`` tokens of a decoding step, is much
 cheaper from this layout on CPU BLAS (MKL): 0.51-0.74x the time of the row-major product for
-4-64 input rows, and never slower for 1 row or for the 256-1024 rows of a training batch (0.93-
-1.03x; torch 2.13, 1-2 threads, measured in ``benchmarks/README.md``, where a whole training step
-is unchanged). On accelerators the layout is kept as well; it is not measured there.
+4-64 input rows on one thread (0.27-1.07x on two), and 0.93-1.03x for 1 row and for the 256-1024
+rows of a training batch (torch 2.13; ``benchmarks/README.md``, where a whole training step is
+unchanged). On accelerators the layout is kept as well; it is not measured there.
 
 Weights that arrive by assignment (``load_state_dict(..., assign=True)``, ``param.data = ...``)
 take the layout of what was assigned; :func:`store_input_major` restores it (``from_pretrained``

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..weight_layout import linear
+from ..weight_layout import linear, store_input_major
 from .stages import OUTPUT, AttentionStage
 
 
@@ -80,6 +80,7 @@ class AttentionOnAttention(nn.Linear):
 
     def __init__(self, dim_in: int, dim_out: int):
         super().__init__(dim_in, 2 * dim_out)
+        store_input_major(self)
 
     def forward(self, out: Tensor) -> Tensor:
         return F.glu(super().forward(out), dim=-1)
