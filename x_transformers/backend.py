@@ -124,9 +124,9 @@ def autocast_disabled(device):
     """A context in which autocast is off (positions are computed in full precision)."""
     if PADDLE:
         return _paddle.amp.auto_cast(enable=False)
-    if torch.amp.is_autocast_available(device.type):
+    if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type):
         return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
+    return contextlib.nullcontext()  # nothing to switch off (the common case: no setup cost)
 
 
 def seeded(generator) -> dict:

@@ -153,8 +153,11 @@ class StageList(nn.Module):
         """Apply the stages at ``point`` in order; returns what the point transforms (one tensor
         or a tuple), without its read-only context arguments."""
         split = len(tensors) - _CONTEXT_ARGS.get(point, 0)
+        stages = self._by_point[point]
+        if not stages:  # the common case, several times per block
+            return tensors[0] if split == 1 else tensors[:split]
         carried, context = tensors[:split], tensors[split:]
-        for stage in self._by_point[point]:
+        for stage in stages:
             out = stage(*carried, *context, state=state)
             carried = out if isinstance(out, tuple) else (out,)
         return carried[0] if len(carried) == 1 else carried

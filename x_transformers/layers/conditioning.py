@@ -119,7 +119,9 @@ def apply_norm(norm: nn.Module, x: Tensor, condition: Tensor | None) -> Tensor:
     """``norm(x)``, with the condition for an adaptive norm; an ``nn.Identity`` is skipped."""
     if type(norm) is nn.Identity:
         return x
-    if getattr(norm, "takes_condition", False):
+    # the class attribute: a missing attribute on a module instance raises inside
+    # nn.Module.__getattr__, which costs more than the rest of this check (every block, every step)
+    if getattr(type(norm), "takes_condition", False):
         return norm(x, condition)
     return norm(x)
 
