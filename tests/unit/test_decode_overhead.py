@@ -79,3 +79,26 @@ def test_the_blocks_of_a_forward_share_one_combined_mask():
     assert seen[0].shape[-2:] == (6, 6) and not seen[0][..., 3, 4].any()  # causal
     assert all(m is second[0] for m in second) and second[0] is not first[0]
     assert torch.equal(second[0], first[0])
+
+
+def test_generation_allocates_each_cache_buffer_once(monkeypatch):
+    """generate() reserves the known length in the dynamic KV cache: every block's key and value
+    buffers are allocated once, never regrown (and copied) while decoding."""
+    from x_transformers.generation.kv_cache import DynamicSlot
+
+    allocations = []
+    grown = DynamicSlot._grown
+
+    def counting(self, filled, new, needed):
+        allocations.append(needed)
+        return grown(self, filled, new, needed)
+
+    monkeypatch.setattr(DynamicSlot, "_grown", counting)
+    torch.manual_seed(0)
+    depth = 3
+    model = TransformerWrapper(
+        num_tokens=32, max_seq_len=64, attn_layers=Decoder(dim=16, depth=depth, heads=2)
+    )
+    prompt = torch.randint(0, 32, (2, 5))
+    AutoregressiveWrapper(model).generate(prompt, 20, temperature=0.0)
+    assert len(allocations) == 2 * depth  # keys and values of each block, once
