@@ -21,6 +21,8 @@ changes: Paddle's own linear weights are (in, out) already.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -40,21 +42,29 @@ def is_input_major(weight: Tensor) -> bool:
     return weight.dim() == 2 and weight.t().is_contiguous()
 
 
-def store_input_major(module: nn.Module) -> nn.Module:
-    """Store the weight of every ``nn.Linear`` in ``module`` input-major, in place (same
-    parameters, same values); a weight that another kind of module also holds (a logits layer
-    tied to the token embedding, whose rows are gathered) keeps its layout. Returns ``module``."""
-    if PADDLE:
-        return module
+def linear_weights(module: nn.Module) -> dict[str, Tensor]:
+    """``{module name: weight}`` of the ``nn.Linear`` layers in ``module`` whose weight no other
+    kind of module holds (a logits layer tied to the token embedding, whose rows are gathered,
+    is left out): the weights this module stores input-major."""
     held_elsewhere = {
         id(param)
         for sub in module.modules()
         if not isinstance(sub, nn.Linear)
         for param in sub.parameters(recurse=False)
     }
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear) and id(sub.weight) not in held_elsewhere:
-            _relayout(sub.weight)
+    return {
+        name: sub.weight
+        for name, sub in module.named_modules()
+        if isinstance(sub, nn.Linear) and id(sub.weight) not in held_elsewhere
+    }
+
+
+def store_input_major(module: nn.Module) -> nn.Module:
+    """Store the weights of :func:`linear_weights` input-major, in place (same parameters, same
+    values). Returns ``module``."""
+    if not PADDLE:
+        for weight in linear_weights(module).values():
+            _relayout(weight)
     return module
 
 
@@ -63,14 +73,18 @@ def store_row_major(module: nn.Module) -> nn.Module:
     FSDP2's ``fully_shard`` needs. Returns ``module``."""
     for sub in module.modules():
         if isinstance(sub, nn.Linear) and not sub.weight.is_contiguous():
-            with torch.inference_mode(False), torch.no_grad():
-                sub.weight.data = sub.weight.data.contiguous()
+            _store(sub.weight, Tensor.contiguous)
     return module
 
 
 def _relayout(weight: Tensor) -> None:
     if PADDLE or weight.device.type == "meta" or is_input_major(weight):
         return
-    # outside inference mode: a weight made in an inference-mode forward could not be trained
+    _store(weight, lambda data: data.t().contiguous().t())
+
+
+def _store(weight: Tensor, layout: Callable[[Tensor], Tensor]) -> None:
+    """``weight.data = layout(weight.data)``, computed outside inference mode: a weight made in
+    an inference-mode forward could not be trained."""
     with torch.inference_mode(False), torch.no_grad():
-        weight.data = weight.data.t().contiguous().t()
+        weight.data = layout(weight.data)

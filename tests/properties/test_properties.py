@@ -94,17 +94,9 @@ def test_linear_weights_are_stored_input_major(case, kind):
     """Every linear weight of the model is stored input-major (x_transformers/weight_layout.py:
     cheaper decoding products), except one another kind of module also holds (a tied
     embedding)."""
-    from torch import nn
-
-    from x_transformers.weight_layout import is_input_major
+    from x_transformers.weight_layout import is_input_major, linear_weights
 
     model = build_model(case, kind)
-    held_elsewhere = {
-        id(p)
-        for m in model.modules()
-        if not isinstance(m, nn.Linear)
-        for p in m.parameters(recurse=False)
-    }
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and id(module.weight) not in held_elsewhere:
-            assert is_input_major(module.weight), f"{name} is stored row-major"
+    assert linear_weights(model), "the model has no linear weight to check"
+    for name, weight in linear_weights(model).items():
+        assert is_input_major(weight), f"{name} is stored row-major"

@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from x_transformers import AutoregressiveWrapper, Decoder, TransformerWrapper
-from x_transformers.weight_layout import is_input_major, linear, store_input_major
+from x_transformers.weight_layout import (
+    is_input_major,
+    linear,
+    linear_weights,
+    store_input_major,
+)
 
 
 def small_model(**wrapper_kwargs):
@@ -19,14 +24,6 @@ def small_model(**wrapper_kwargs):
         attn_layers=Decoder(dim=16, depth=1, heads=2),
         **wrapper_kwargs,
     )
-
-
-def linear_weights(model: nn.Module) -> dict:
-    return {
-        name: module.weight
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear)
-    }
 
 
 def test_linear_is_nn_linear_with_the_same_initial_values_stored_input_major():

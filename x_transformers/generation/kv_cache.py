@@ -4,9 +4,10 @@ incrementally; the static layout follows gpt-fast / torchtune).
 
 One protocol, two implementations:
 
-- :class:`DynamicKVCache` grows with every forward (buffers that double when full); its position
-  is a Python int. It is the default and the fallback for inherently dynamic uses (sliding
-  windows, beam search, anything of unknown length).
+- :class:`DynamicKVCache` grows with every forward (buffers that double when full, sized up front
+  when ``generate`` knows the length: ``reserve``); its position is a Python int. It is the
+  default and the fallback for inherently dynamic uses (sliding windows, beam search, anything
+  of unknown length).
 - :class:`StaticKVCache` is preallocated for ``capacity`` positions; its write position is a
   tensor advanced in place (no ``.item()``), so a single decode step has static shapes and runs
   under ``torch.compile(fullgraph=True)``.
