@@ -24,7 +24,7 @@ def carried_scores(stack, kind: str) -> list:
 def own_scores(block, x, context=None):
     """scale * q.k of one attention block, recomputed from its input."""
     attn = block.branch
-    h = block.pre_branch_norm(x)
+    h = block.normalize_input(x)
     kv_input = h if context is None else context
     q = (h @ attn.proj.to_q.weight.t()).unflatten(-1, (attn.heads, -1)).transpose(1, 2)
     k_width = attn.shapes.k_width

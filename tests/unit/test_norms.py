@@ -76,14 +76,14 @@ def test_pre_norm_layout():
     stack = Encoder(dim=16, depth=1, heads=2)
     block = stack.blocks[0]
     assert isinstance(block.pre_branch_norm, nn.LayerNorm)
-    assert isinstance(block.post_residual_norm, nn.Identity)
+    assert block.post_residual_norm is None
     assert isinstance(stack.final_norm, nn.LayerNorm)
 
 
 def test_post_norm_output_of_every_block_is_normalised():
     stack = Encoder(dim=16, depth=2, heads=2, pre_norm=False).double()
     block = stack.blocks[0]
-    assert isinstance(block.pre_branch_norm, nn.Identity)
+    assert block.pre_branch_norm is None
     assert isinstance(block.post_residual_norm, nn.LayerNorm)
     assert isinstance(stack.final_norm, nn.Identity)
     out = stack(randn(2, 5, 16))  # the last block ends with a LayerNorm of unit gain, zero bias
@@ -186,7 +186,7 @@ def test_deepnorm_stack_is_post_norm_with_scaled_residual(stack_cls, depth, alph
     for block in stack.blocks:
         assert isinstance(block.residual, ScaledResidual)
         assert block.residual.alpha == pytest.approx(alpha, abs=1e-5)
-        assert isinstance(block.pre_branch_norm, nn.Identity)
+        assert block.pre_branch_norm is None
         assert isinstance(block.post_residual_norm, nn.LayerNorm)
     assert isinstance(stack.final_norm, nn.Identity)
 

@@ -115,9 +115,10 @@ def build_adaptive_layerscale(dim: int, blocks: BlockOptions) -> AdaptiveLayerSc
     return AdaptiveLayerScale(dim, condition_width(dim, blocks))
 
 
-def apply_norm(norm: nn.Module, x: Tensor, condition: Tensor | None) -> Tensor:
-    """``norm(x)``, with the condition for an adaptive norm; an ``nn.Identity`` is skipped."""
-    if type(norm) is nn.Identity:
+def apply_norm(norm: nn.Module | None, x: Tensor, condition: Tensor | None) -> Tensor:
+    """``norm(x)``, with the condition for an adaptive norm; ``None`` (no norm) and an
+    ``nn.Identity`` are skipped."""
+    if norm is None or type(norm) is nn.Identity:
         return x
     # the class attribute: a missing attribute on a module instance raises inside
     # nn.Module.__getattr__, which costs more than the rest of this check (every block, every step)

@@ -1,6 +1,6 @@
 """One residual block: where the norm goes, the branch, and the residual connection.
 
-Every layout below is the same recipe with some stages switched off (``nn.Identity``)::
+Every layout below is the same recipe with some stages switched off (``None``)::
 
     pre-norm (default)            x ──┬── norm ── branch ─────────────(+)──>
                                       └────────────────────────────────┘
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..residual import Residual
 from .conditioning import apply_norm
 
 
@@ -43,9 +42,11 @@ class Sublayer(nn.Module):
     """``post_residual_norm(residual(dropout(branch_scale(post_branch_norm(branch(h)))), x))``
     with ``h = token_shift(pre_branch_norm(x))``.
 
-    Every stage but the branch is ``nn.Identity`` (the token shift ``None``) when its feature is
-    off. A branch may return a tensor or ``(tensor, intermediates)``; the block always returns
-    ``(x, intermediates)``. ``padding_mask`` (b, n), True = keep, is only read by the token shift.
+    Every stage but the branch is ``None`` when its feature is off (``residual=None`` is the
+    plain addition): a ``None`` attribute is read without ``nn.Module.__getattr__`` and costs one
+    ``if``, which matters on every block of every decoding step. A branch may return a tensor or
+    ``(tensor, intermediates)``; the block always returns ``(x, intermediates)``.
+    ``padding_mask`` (b, n), True = keep, is only read by the token shift.
     """
 
     def __init__(
@@ -63,14 +64,14 @@ class Sublayer(nn.Module):
         hyper_connection: nn.Module | None = None,
     ):
         super().__init__()
-        self.pre_branch_norm = _or_identity(pre_branch_norm)
+        self.pre_branch_norm = pre_branch_norm
         self.token_shift = token_shift
         self.branch = branch
-        self.post_branch_norm = _or_identity(post_branch_norm)
-        self.branch_scale = _or_identity(branch_scale)
+        self.post_branch_norm = post_branch_norm
+        self.branch_scale = branch_scale
         self.branch_dropout = branch_dropout
-        self.residual = Residual() if residual is None else residual
-        self.post_residual_norm = _or_identity(post_residual_norm)
+        self.residual = residual
+        self.post_residual_norm = post_residual_norm
         self.branch_gate = branch_gate  # adaLN-Zero gate from the condition, or None
         self.hyper_connection = hyper_connection  # x holds residual streams, or None
 
@@ -83,12 +84,13 @@ class Sublayer(nn.Module):
     ):
         if self.hyper_connection is not None:  # x (b, n, s, d): hyper-connections
             h, mixed = self.hyper_connection.width(x)
-            out, intermediates = self.branch_path(h, padding_mask, condition, **branch_inputs)
+            out, intermediates = self._branch_path(h, padding_mask, condition, branch_inputs)
             return self.hyper_connection.depth(out, mixed), intermediates
-        out, intermediates = self.branch_path(x, padding_mask, condition, **branch_inputs)
-        residual = self.residual
-        out = out + x if type(residual) is Residual else residual(out, x)
-        return apply_norm(self.post_residual_norm, out, condition), intermediates
+        out, intermediates = self._branch_path(x, padding_mask, condition, branch_inputs)
+        out = out + x if self.residual is None else self.residual(out, x)
+        if self.post_residual_norm is not None:
+            out = apply_norm(self.post_residual_norm, out, condition)
+        return out, intermediates
 
     def block_input(self, x: Tensor) -> Tensor:
         """What the branch path receives from the stream x: x itself, or with hyper-connections
@@ -109,25 +111,21 @@ class Sublayer(nn.Module):
         """Everything but the residual: ``(dropout(gate(branch_scale(post_branch_norm(
         branch(h))))), intermediates)``; the F and G of a reversible coupling
         (layers/reversible.py)."""
+        return self._branch_path(x, padding_mask, condition, branch_inputs)
+
+    def _branch_path(self, x: Tensor, padding_mask, condition, branch_inputs: dict):
+        # the branch inputs travel as one dict: every ** hop would copy it (each block, each step)
         h = apply_norm(self.pre_branch_norm, x, condition)
         if self.token_shift is not None:
             h = self.token_shift(h, padding_mask)
         out = self.branch(h, **branch_inputs)
         out, intermediates = out if isinstance(out, tuple) else (out, None)
-        out = apply_norm(self.post_branch_norm, out, condition)
-        out = _unless_identity(self.branch_scale, out)
+        if self.post_branch_norm is not None:
+            out = apply_norm(self.post_branch_norm, out, condition)
+        if self.branch_scale is not None:
+            out = self.branch_scale(out)
         if self.branch_gate is not None:
             out = self.branch_gate(out, condition)
         if self.branch_dropout is not None:
             out = self.branch_dropout(out)
         return out, intermediates
-
-
-def _or_identity(module: nn.Module | None) -> nn.Module:
-    return nn.Identity() if module is None else module
-
-
-def _unless_identity(module: nn.Module, x: Tensor) -> Tensor:
-    """``module(x)``, skipping the call of a disabled (``nn.Identity``) stage: module calls are
-    most of the per-token overhead of cached decoding."""
-    return x if type(module) is nn.Identity else module(x)
