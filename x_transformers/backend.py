@@ -142,6 +142,16 @@ def value_range(x) -> tuple[int, int]:
     return int(low), int(high)
 
 
+def unguarded_repeats():
+    """A context in which a compiled function called again with what its previous call was
+    checked with skips Dynamo's guard evaluation, only the guards that tell compiled graphs apart
+    run (``torch.compiler.set_stance(skip_guard_eval_unsafe=True)``, torch >= 2.6; about 0.5 ms
+    of a 10 ms compiled decoding step on one CPU thread). A no-op before torch 2.6."""
+    if PADDLE or torch.torch_version.TorchVersion(torch.__version__) < (2, 6):
+        return contextlib.nullcontext()
+    return torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
+
+
 def require_torch(feature: str, reason: str) -> None:
     """Refuse a torch-only feature under Paddle with a clear error (never a silent fallback)."""
     if PADDLE:

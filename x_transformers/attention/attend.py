@@ -118,6 +118,7 @@ class Attend(nn.Module):
         if misplaced:
             raise ValueError(f"Attend runs the kernel's points only; got stages of {misplaced}")
         self.stages = stages
+        self.has_stages = len(stages) > 0  # a plain attribute, read on every call
         blockers = stages.not_fused()
         self.fused = not blockers
         self.fused_reason = _fused_reason(blockers)
@@ -144,7 +145,7 @@ class Attend(nn.Module):
         that hand something to later blocks)."""
         num_queries, num_keys = q.shape[-2], k.shape[-2]
         scale = self.scale if self.scale is not None else q.shape[-1] ** -0.5
-        if self.stages.has(SIMILARITY):
+        if self.has_stages and self.stages.has(SIMILARITY):
             q, k = self.stages.run(SIMILARITY, q, k, state=state)
         # SDPA's is_causal cannot be combined with a float mask, so a bias takes the mask path
         use_builtin_causal = (

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..options import AttentionOptions
 from .attend import AttentionIntermediates
 from .builder import build_attend, build_stages, merge_stages
-from .heads import CollaborativeHeads, resolve_head_shapes, split_heads
+from .heads import CollaborativeHeads, resolve_head_shapes
 from .memory_kv import MemoryKeyValues
 from .output_gates import AttentionOnAttention
 from .projections import AttentionProjections
@@ -93,6 +93,8 @@ class Attention(nn.Module):
         # --- declared stages: this module runs its points, the kernel runs its own ------------
         declared = merge_stages(stages, build_stages(options, shapes, dim, prefix))
         self.stages = declared.only(p for p in STAGE_POINTS if p not in KERNEL_POINTS)
+        # a plain attribute: reading the (usually empty) StageList module costs a __getattr__
+        self.has_stages = len(self.stages) > 0
         self.attend = build_attend(options, declared, causal=causal, prefix=prefix)
 
     @property
@@ -125,13 +127,15 @@ class Attention(nn.Module):
             kv_input = cache.pending(kv_input)
         # position-infused attention: sinusoids on the query / key inputs, never on the values
         q_input, k_input = (x, kv_input) if positions is None else positions.infuse(x, kv_input)
-        q, k, v = split_heads(*self.proj.project(q_input, k_input, kv_input), self.shapes)
+        q, k, v = self.proj.project_heads(q_input, k_input, kv_input, self.shapes)
         # per-head query / key transforms
         if self.collab_heads is not None:
             q, k = self.collab_heads(q, k)
         if self.query_norm is not None:
             q, k = self.query_norm(q), self.key_norm(k)
-        q, k, v = self.stages.run(PROJECTED, q, k, v, state=state)
+        stages = self.stages if self.has_stages else None
+        if stages is not None:
+            q, k, v = stages.run(PROJECTED, q, k, v, state=state)
         # positions: rotary / xPos on q and k, relative score bias (T5, dynamic, ALiBi)
         if positions is not None:
             q, k = positions.rotate(q, k)
@@ -142,10 +146,12 @@ class Attention(nn.Module):
         # extra keys / values
         if self.memory_kv is not None:
             k, v, mask, bias = self.memory_kv(k, v, mask, bias, key_norm=self.key_norm)
-        k, v, mask, bias = self.stages.run(KEYS, k, v, mask, bias, state=state)
+        if stages is not None:
+            k, v, mask, bias = stages.run(KEYS, k, v, mask, bias, state=state)
         out, intermediates = self.attend(
             q, k, v, mask=mask, bias=bias, need_weights=need_weights, state=state
         )
-        out = self.stages.run(OUTPUT, out, x, state=state)
+        if stages is not None:
+            out = stages.run(OUTPUT, out, x, state=state)
         out = out.transpose(1, 2).flatten(-2)  # b h n d -> b n (h d)
         return self.proj.output(out), intermediates

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..backend import register_load_state_dict_pre_hook
 from ..weight_layout import linear
-from .heads import HeadShapes
+from .heads import HeadShapes, split_heads
 
 ROLES = ("q", "k", "v", "out")
 
@@ -62,6 +62,14 @@ class AttentionProjections(nn.Module):
             )
         self.widths = (shapes.q_width, shapes.k_width, shapes.v_width)
         self.fused = fuse_qkv
+        # with one width for every head, to_qkv's rows are whole heads [q...; k...; v...]: one
+        # reshape + transpose + split gives the per-head views (see project_heads)
+        self.head_dim = shapes.dim_qk
+        self.fused_heads = (
+            tuple(width // shapes.dim_qk for width in self.widths)
+            if fuse_qkv and shapes.dim_qk == shapes.dim_v
+            else None
+        )
         if fuse_qkv:
             self.to_qkv = linear(dim, sum(self.widths), bias=qkv_bias)
         else:
@@ -93,6 +101,21 @@ class AttentionProjections(nn.Module):
             return self.to_qkv(q_input).split(self.widths, -1)
         keys, values = self.keys_values(k_input, v_input).split(self.widths[1:], -1)
         return self.queries(q_input), keys, values
+
+    def project_heads(
+        self, q_input: Tensor, k_input: Tensor, v_input: Tensor, shapes: HeadShapes
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-head queries (b, h|1, i, dim_qk), keys (b, k|1, j, dim_qk) and values
+        (b, k, j, dim_v): :meth:`project` then :func:`~.heads.split_heads`, in three view
+        operations when the projection is fused, its inputs are one tensor and every head has
+        one width (seven otherwise; this runs in every block of every decoding step)."""
+        if self.fused_heads is not None and q_input is k_input and k_input is v_input:
+            batch, length = q_input.shape[:2]
+            heads = self.to_qkv(q_input).reshape(
+                batch, length, sum(self.fused_heads), self.head_dim
+            )
+            return heads.transpose(1, 2).split(self.fused_heads, 1)
+        return split_heads(*self.project(q_input, k_input, v_input), shapes)
 
     def queries(self, x: Tensor) -> Tensor:
         """(b, i, dim) -> (b, i, q_width)."""

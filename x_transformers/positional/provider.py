@@ -57,7 +57,7 @@ class Positions:
         the positions the span declares for them (:attr:`PositionSpan.new_key_start`)."""
         if self.rotation is None:
             return q, k
-        return self.rotation.rotate_queries(q), self.rotation.rotate_keys(k)
+        return self.rotation.rotate(q, k)
 
 
 class PositionProvider(nn.Module):

@@ -69,6 +69,21 @@ class Rotation:
     key_cos: Tensor
     key_sin: Tensor
 
+    def rotate(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """q (b, h, i, d) at the query positions and k (b, h, n, d) at the new-key positions. A
+        decoding step's one query and one key share their position (and their tables): they
+        are rotated in one call on the stacked heads, which saves the dispatches of a second
+        call at the price of a copy of one position's heads."""
+        if (
+            q.shape[-2] == 1
+            and k.shape[-2] == 1
+            and self.key_cos is self.query_cos
+            and self.key_sin is self.query_sin
+        ):
+            both = apply_rotation(torch.cat((q, k), dim=1), self.query_cos, self.query_sin)
+            return both.split((q.shape[1], k.shape[1]), 1)
+        return self.rotate_queries(q), self.rotate_keys(k)
+
     def rotate_queries(self, q: Tensor) -> Tensor:
         """q (b, h, i, d) at the span's query positions."""
         return apply_rotation(q, self.query_cos, self.query_sin)
@@ -141,13 +156,17 @@ class RotaryEmbedding(nn.Module):
             if self.xpos_scale_base is None:  # keys rotate like queries: keep one copy
                 table = Rotation(table.query_cos, table.query_sin, table.query_cos, table.query_sin)
             self._tables[(device, dtype)] = table
-        queries = slice(span.query_start, span.query_start + span.num_queries)
-        keys = slice(span.new_key_start, span.new_key_start + span.new_key_count)
+        query_cos = table.query_cos.narrow(0, span.query_start, span.num_queries)
+        query_sin = table.query_sin.narrow(0, span.query_start, span.num_queries)
+        same_keys = (span.new_key_start, span.new_key_count) == (span.query_start, span.num_queries)
+        if table.key_cos is table.query_cos and same_keys:
+            # keys at the query positions (a decoding step, a plain forward): the same slices
+            return Rotation(query_cos, query_sin, query_cos, query_sin)
         return Rotation(
-            table.query_cos[queries],
-            table.query_sin[queries],
-            table.key_cos[keys],
-            table.key_sin[keys],
+            query_cos,
+            query_sin,
+            table.key_cos.narrow(0, span.new_key_start, span.new_key_count),
+            table.key_sin.narrow(0, span.new_key_start, span.new_key_count),
         )
 
     def _computed(self, span: PositionSpan, device: torch.device, dtype: torch.dtype) -> Rotation:
