@@ -108,3 +108,20 @@ def test_collaborative_heads_compose_with_grouped_values():
 def test_head_keywords_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Decoder(dim=DIM, depth=1, heads=HEADS, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"kv_heads": 2}, {"one_kv_head": True}, {"qkv_bias": True}]
+)
+def test_fused_head_split_equals_projecting_then_splitting(options):
+    """``project_heads`` takes q / k / v heads from the fused projection with one reshape; it
+    must give what projecting and splitting each of them gives (also for grouped heads)."""
+    from x_transformers.attention.heads import split_heads
+
+    attn = attention(**options)
+    assert attn.proj.fused_heads is not None  # the one-reshape path is the one under test
+    x = torch.randn(2, 5, 16)
+    fast = attn.proj.project_heads(x, x, x, attn.shapes)
+    reference = split_heads(*attn.proj.project(x, x, x), attn.shapes)
+    for got, expected in zip(fast, reference, strict=True):
+        assert torch.equal(got, expected)

@@ -184,3 +184,16 @@ def test_a_table_built_under_inference_mode_serves_a_training_forward():
     out = model(x)  # reuses the table: must not be an inference tensor saved for backward
     out.sum().backward()
     torch.testing.assert_close(out.detach(), expected)
+
+
+@pytest.mark.parametrize("rotated", [8, 4])
+def test_a_decoding_step_rotates_query_and_key_together_exactly(rotated):
+    """One query and one key at the same position are rotated in one call on the stacked heads;
+    it gives exactly the separate rotations (grouped key heads, partial rotary too)."""
+    rotary = RotaryEmbedding(rotated)
+    rotation = rotary(PositionSpan.for_lengths(1, 8, 7, num_new_keys=1), "cpu", torch.float32)
+    assert rotation.key_cos is rotation.query_cos  # a decoding step shares the table slices
+    q, k = torch.randn(2, 4, 1, 8), torch.randn(2, 2, 1, 8)
+    got_q, got_k = rotation.rotate(q, k)
+    assert torch.equal(got_q, rotation.rotate_queries(q))
+    assert torch.equal(got_k, rotation.rotate_keys(k))

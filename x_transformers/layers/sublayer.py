@@ -88,9 +88,7 @@ class Sublayer(nn.Module):
             return self.hyper_connection.depth(out, mixed), intermediates
         out, intermediates = self._branch_path(x, padding_mask, condition, branch_inputs)
         out = out + x if self.residual is None else self.residual(out, x)
-        if self.post_residual_norm is not None:
-            out = apply_norm(self.post_residual_norm, out, condition)
-        return out, intermediates
+        return apply_norm(self.post_residual_norm, out, condition), intermediates
 
     def block_input(self, x: Tensor) -> Tensor:
         """What the branch path receives from the stream x: x itself, or with hyper-connections
@@ -120,8 +118,7 @@ class Sublayer(nn.Module):
             h = self.token_shift(h, padding_mask)
         out = self.branch(h, **branch_inputs)
         out, intermediates = out if isinstance(out, tuple) else (out, None)
-        if self.post_branch_norm is not None:
-            out = apply_norm(self.post_branch_norm, out, condition)
+        out = apply_norm(self.post_branch_norm, out, condition)
         if self.branch_scale is not None:
             out = self.branch_scale(out)
         if self.branch_gate is not None:
