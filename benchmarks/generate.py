@@ -48,7 +48,7 @@ def make_generate(args, name, model, device, autocast):
         gen = AutoregressiveWrapper(model).generate  # one wrapper: compiled steps are reused
         options = {
             "ours static": {"cache_kind": "static"},
-            "ours compiled": {"compile": args.compile_backend},
+            "ours compiled": {"compile": args.compile_backend or True},
         }.get(name, {})
     else:
         gen = model.generate
@@ -82,7 +82,10 @@ def main():
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument(
-        "--compile-backend", default="inductor", help="backend of the 'ours compiled' variant"
+        "--compile-backend",
+        default=None,
+        help="backend of the 'ours compiled' variant (default: compile=True, the inductor "
+        "backend with frozen weights on the CPU)",
     )
     p.add_argument("--no-fast", action="store_true", help="skip the static / compiled variants")
     p.set_defaults(batch=4, warmup=1, repeats=5)

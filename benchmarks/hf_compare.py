@@ -88,7 +88,7 @@ def generation_fns(args, hf_model, ours, prompt):
         "hf": hf,
         "ours dynamic": ours_with(),
         "ours static": ours_with(cache_kind="static"),
-        "ours compiled": ours_with(compile=args.compile_backend),
+        "ours compiled": ours_with(compile=args.compile_backend or True),
     }
 
 
@@ -163,7 +163,11 @@ def main():
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--compile-backend", default="inductor")
+    p.add_argument(
+        "--compile-backend",
+        default=None,
+        help="backend of the 'ours compiled' variant (default: compile=True)",
+    )
     p.add_argument("--families", default="gpt2,llama")
     p.set_defaults(dim=512, depth=6, heads=8, batch=4, warmup=1, repeats=5)
     args = p.parse_args()

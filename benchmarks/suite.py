@@ -184,7 +184,11 @@ def main():
     p.add_argument("--gen-batch", type=int, default=4)
     p.add_argument("--gen-repeats", type=int, default=7)
     p.add_argument("--gen-features", default="rotary", choices=["off", "rotary", "modern"])
-    p.add_argument("--compile-backend", default="inductor")
+    p.add_argument(
+        "--compile-backend",
+        default=None,
+        help="backend of the 'ours compiled' variant (default: compile=True)",
+    )
     p.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
     p.add_argument("--families", default="gpt2,llama")
     p.add_argument("--skip", default="", help="comma list of parts to skip: train,generate,hf")

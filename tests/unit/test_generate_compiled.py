@@ -3,6 +3,9 @@ calls, the same samples for a seeded generator, and an eager fallback that says 
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -123,3 +126,56 @@ def test_the_default_backend_gives_the_eager_tokens():
         model.generate(prompt, 6, temperature=0.0, compile=True),
         model.generate(prompt, 6, temperature=0.0),
     )
+
+
+def _count_freezes(monkeypatch) -> list:
+    """Record every inductor freezing pass (the weights folded into a compiled graph)."""
+    import torch._inductor.freezing as freezing
+
+    calls, freeze = [], freezing.freeze
+
+    def counting_freeze(*args, **kwargs):
+        calls.append(1)
+        return freeze(*args, **kwargs)
+
+    monkeypatch.setattr(freezing, "freeze", counting_freeze)
+    return calls
+
+
+def test_compile_true_freezes_the_weights_and_recompiles_after_they_change(monkeypatch):
+    freezes = _count_freezes(monkeypatch)
+    model = wrapper(*CONFIGS["rotary"])
+    prompt = torch.randint(0, 29, (2, 5))
+    assert torch.equal(
+        model.generate(prompt, 6, temperature=0.0, compile=True),
+        model.generate(prompt, 6, temperature=0.0),
+    )
+    assert len(freezes) == 1
+    model.generate(prompt, 6, temperature=0.0, compile=True)
+    assert len(freezes) == 1  # same weights: the frozen step is reused
+    old_step = weakref.ref(next(iter(model.compiled_steps._steps.values())).fn)
+
+    with torch.no_grad():  # an in-place edit, as an optimizer step makes
+        for parameter in model.parameters():
+            parameter.mul_(-1.5)
+    eager = model.generate(prompt, 6, temperature=0.0)
+    assert torch.equal(model.generate(prompt, 6, temperature=0.0, compile=True), eager)
+    assert len(freezes) == 2 and len(model.compiled_steps) == 1
+    gc.collect()
+    assert old_step() is None  # the stale step (and its copies of the weights) is gone
+
+
+def test_a_named_backend_reads_the_weights_at_each_step(monkeypatch):
+    freezes = _count_freezes(monkeypatch)
+    model = wrapper(*CONFIGS["rotary"])
+    prompt = torch.randint(0, 29, (2, 5))
+    torch._dynamo.reset()
+    counters.clear()
+    model.generate(prompt, 6, temperature=0.0, compile="inductor")
+    graphs = counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(-1.5)
+    eager = model.generate(prompt, 6, temperature=0.0)
+    assert torch.equal(model.generate(prompt, 6, temperature=0.0, compile="inductor"), eager)
+    assert counters["stats"]["unique_graphs"] == graphs and not freezes
