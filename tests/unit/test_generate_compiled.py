@@ -11,6 +11,8 @@ import torch
 from torch._dynamo.utils import counters
 
 from x_transformers import AutoregressiveWrapper, Decoder, TransformerWrapper, XTransformer
+from x_transformers.attention import Attend, AttentionStage, StageList
+from x_transformers.attention.stages import SIMILARITY
 
 pytestmark = pytest.mark.slow  # every configuration compiles a graph (seconds each)
 
@@ -179,3 +181,39 @@ def test_a_named_backend_reads_the_weights_at_each_step(monkeypatch):
     eager = model.generate(prompt, 6, temperature=0.0)
     assert torch.equal(model.generate(prompt, 6, temperature=0.0, compile="inductor"), eager)
     assert counters["stats"]["unique_graphs"] == graphs and not freezes
+
+
+def test_a_one_token_prompt_decodes_its_first_step_eagerly_then_compiles_once():
+    model = wrapper(*CONFIGS["rotary"])
+    prompt = torch.randint(0, 29, (2, 1))
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = model.generate(prompt, 9, temperature=0.0, compile=BACKEND)
+    assert torch.equal(compiled, model.generate(prompt, 9, temperature=0.0))
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+class LengthDependentStage(AttentionStage):
+    """A similarity stage whose graph depends on the number of keys (as a user's stage may):
+    a compiled step cannot take the cache length as a dynamic size with it."""
+
+    point = SIMILARITY
+
+    def forward(self, q, k, state=None):
+        if k.shape[-2] < 9:
+            return q, k
+        return q * 1.0, k
+
+
+def test_a_step_that_depends_on_the_cache_length_reads_the_whole_cache():
+    model = wrapper(*CONFIGS["rotary"])
+    for module in model.modules():
+        if isinstance(module, Attend):
+            module.stages = StageList([LengthDependentStage("length_dependent")])
+            module.has_stages = True
+    prompt = torch.randint(0, 29, (2, 5))
+    eager = model.generate(prompt, 12, temperature=0.0)  # key lengths 6 to 16: both branches
+    assert torch.equal(model.generate(prompt, 12, temperature=0.0, compile=BACKEND), eager)
+    assert len(model.compiled_steps.whole_cache_keys) == 1
+    assert torch.equal(model.generate(prompt, 12, temperature=0.0, compile=BACKEND), eager)
+    assert len(model.compiled_steps) == 1  # only the whole-cache step is kept

@@ -144,6 +144,51 @@ def test_static_key_mask_is_written_padded_and_causal():
     assert visible[0, 0, 0].tolist() == [False, True, True, True, False]
 
 
+def test_a_static_cache_that_reads_written_slots_only_returns_views_of_them():
+    cache = StaticKVCache(6, read_written_only=True)
+    slot = cache.slot(0)
+    visible = cache.visible_keys(torch.zeros(2, 2, 8), torch.tensor([[False, True], [True, True]]))
+    k, v = slot.extend(keys(n=2, start=10), keys(n=2, start=10))
+    assert k.shape == v.shape == (2, 3, 2, 4) and visible.shape == (2, 1, 2, 2)
+    assert k.data_ptr() == slot.keys.data_ptr()  # a view of the buffer, not a copy
+    cache.advance(2)
+    assert cache.written.tolist() == [0, 1]
+    assert cache.position_span(1)["num_keys"] == 3
+    visible = cache.visible_keys(torch.zeros(2, 1, 8), None)
+    k, _ = slot.extend(keys(n=1, start=20), keys(n=1, start=20))
+    assert k[0, 0, :, 0].tolist() == [10.0, 11.0, 20.0]
+    assert visible[:, 0, 0].tolist() == [[False, True, True], [True, True, True]]
+    assert cache.key_padding.shape == (2, 3)
+    cache.advance(1)
+    cache.read_all()  # from now on: every slot, the unwritten ones masked
+    visible = cache.visible_keys(torch.zeros(2, 1, 8), None)
+    k, _ = slot.extend(keys(n=1, start=30), keys(n=1, start=30))
+    assert k[0, 0, :, 0].tolist() == [10.0, 11.0, 20.0, 30.0, 0.0, 0.0]
+    assert visible[1, 0, 0].tolist() == [True, True, True, True, False, False]
+
+
+@pytest.mark.parametrize("wrapper_kwargs", [{}, {"num_memory_tokens": 2}])
+def test_reading_written_slots_only_gives_the_whole_buffer_s_logits(wrapper_kwargs):
+    torch.manual_seed(0)
+    net = TransformerWrapper(
+        num_tokens=19,
+        max_seq_len=16,
+        attn_layers=Decoder(dim=16, depth=2, heads=2, rotary_pos_emb=True),
+        **wrapper_kwargs,
+    ).eval()
+    tokens = torch.randint(0, 19, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[0, :2] = False  # a left-padded row
+    whole, written = StaticKVCache(12), StaticKVCache(12, read_written_only=True)
+    with torch.no_grad():
+        for cache in (whole, written):
+            cache.logits = [net(tokens[:, :5], mask=mask[:, :5], cache=cache)]
+            for t in range(5, 9):
+                cache.logits.append(net(tokens[:, t : t + 1], cache=cache))
+    for a, b in zip(whole.logits, written.logits, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_static_cache_needs_a_capacity():
     with pytest.raises(ValueError, match="capacity >= 1, got 0"):
         StaticKVCache(0)

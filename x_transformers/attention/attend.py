@@ -183,7 +183,9 @@ class Attend(nn.Module):
         if mask is None and not add_causal:
             return None, None
         memo = None if state is None else state.derived
-        memo_key = (MASK_MEMO, id(mask), add_causal, num_queries, num_keys)
+        # the lengths only matter for the causal mask (hashing a compiled step's symbolic key
+        # length would specialise the graph on it)
+        memo_key = (MASK_MEMO, id(mask)) + ((num_queries, num_keys) if add_causal else ())
         if memo is not None and memo_key in memo and memo[memo_key][0] is mask:
             return memo[memo_key][1]
         given = mask

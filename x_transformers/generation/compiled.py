@@ -35,11 +35,10 @@ Shape letters: b batch, v vocabulary.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from itertools import chain
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +53,7 @@ from .sampling import gumbel_noise, resolve_filter
 # how many tokens are generated between two checks of the stopping rule (each check waits for
 # the device); a row that stopped is padded afterwards anyway
 STOP_CHECK_INTERVAL = 16
+_STEP_NUMBERS = itertools.count()  # names the copies of the decode step (fresh_decode_step)
 
 
 def choose_next_token(
@@ -118,19 +118,25 @@ def weights_fingerprint(net: nn.Module) -> tuple | None:
     touches a weight. None when a tensor keeps no version counter (one created under
     ``torch.inference_mode``): such weights cannot be frozen safely."""
     try:
-        return tuple(
-            (id(t), t.data_ptr(), t._version) for t in chain(net.parameters(), net.buffers())
-        )
+        tensors = itertools.chain(net.parameters(), net.buffers())
+        return tuple((id(t), t.data_ptr(), t._version) for t in tensors)
     except RuntimeError:  # "Inference tensors do not track version counter"
         return None
 
 
-def _fresh_decode_and_choose() -> Callable:
-    """A copy of :func:`_decode_and_choose` with its own code object. Dynamo keeps compiled
-    graphs on the code object of the function it compiles, so a step replaced after the weights
-    changed takes its graphs (and their frozen weights) with it when it is dropped."""
+def fresh_decode_step(**sampling) -> Callable:
+    """A copy of :func:`_decode_and_choose` with its own code object, a name of its own and
+    ``sampling`` as its keyword defaults. Dynamo keeps compiled graphs on the code object of the
+    function it compiles (a ``functools.partial`` would put every step's graphs on one shared
+    wrapper), so each step's graphs, with their frozen weights, go when the step is dropped, and
+    steps never count against each other's recompilation limit; it keeps what it learnt about
+    changing sizes (automatic dynamic shapes) by file, line and name, so a step of its own name
+    is never traced dynamic because another step, or another model, had other sizes."""
     original = _decode_and_choose
-    return types.FunctionType(original.__code__.replace(), original.__globals__, original.__name__)
+    code = original.__code__.replace(co_name=f"{original.__name__}_{next(_STEP_NUMBERS)}")
+    step = types.FunctionType(code, original.__globals__, code.co_name)
+    step.__kwdefaults__ = dict(sampling)
+    return step
 
 
 @dataclass
@@ -155,19 +161,61 @@ class CompiledSteps:
 
     def __init__(self):
         self._steps: dict[tuple, CompiledStep] = {}
+        # keys whose step would not trace for every cache length: they read the whole cache
+        self.whole_cache_keys: set[tuple] = set()
 
     def get(self, key: tuple, choice: CompileChoice, net: nn.Module, **sampling) -> CompiledStep:
         fingerprint = weights_fingerprint(net) if choice.freeze_weights else None
         held = self._steps.get(key)
         if held is None or held.fingerprint != fingerprint:
             self._steps.pop(key, None)  # a stale frozen step goes before the new one compiles
-            step = partial(_fresh_decode_and_choose(), **sampling)
+            step = fresh_decode_step(**sampling)
             compiled = torch.compile(step, fullgraph=True, backend=choice.backend)
             self._steps[key] = held = CompiledStep(compiled, fingerprint)
         return held
 
+    def drop(self, key: tuple) -> None:
+        self._steps.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._steps)
+
+
+def first_compiled_step(
+    steps: CompiledSteps, key: tuple, choice: CompileChoice, sampling: dict, args: tuple, inputs
+) -> tuple[CompiledStep | None, Tensor]:
+    """``(step, token)`` of a generation's first compiled step, which traces the step (or checks
+    every guard of the one traced before).
+
+    The cache's written length is a dynamic size, marked strictly
+    (``torch._dynamo.mark_dynamic``) over the range the steps of this generation take: a graph
+    that would only hold for some lengths fails to trace instead of silently specialising, and
+    this key then reads the whole cache (static shapes) from now on. A cache holding fewer than
+    two positions (a one-token prompt) takes this step eagerly and returns no step: Dynamo
+    specialises sizes 0 and 1."""
+    # torch-only (resolve_compile refused Paddle): the module itself imports under Paddle
+    from torch.fx.experimental.symbolic_shapes import ConstraintViolationError
+
+    cache = args[2]
+    low, high = 2, cache.capacity - 2  # the last step reads capacity - 1 slots
+    if cache.written is not None and (key in steps.whole_cache_keys or high < low):
+        cache.read_all()
+    if cache.written is not None and cache.written.shape[0] < low:
+        return None, _decode_and_choose(*args, **sampling, **inputs)
+    reads_written = cache.written is not None
+    step = steps.get(key + (reads_written,), choice, args[0], **sampling)
+    if reads_written:
+        torch._dynamo.mark_dynamic(cache.written, 0, min=low, max=high)
+    try:
+        with step.first_call():
+            return step, step.fn(*args, **inputs)
+    except ConstraintViolationError:
+        if not reads_written:
+            raise
+    steps.drop(key + (True,))
+    steps.whole_cache_keys.add(key)
+    cache.read_all()
+    return first_compiled_step(steps, key, choice, sampling, args, inputs)
 
 
 def generate_compiled(
@@ -197,7 +245,7 @@ def generate_compiled(
     tokens = prompt.tokens
     batch, device = tokens.shape[0], tokens.device
     capacity = cache_capacity(spec, tokens.shape[1], seq_len)
-    cache = StaticKVCache(capacity)
+    cache = StaticKVCache(capacity, read_written_only=True)
     inputs = dict(layer_inputs)
     if prompt.start_positions is not None:
         inputs["seq_start_pos"] = prompt.start_positions
@@ -215,17 +263,20 @@ def generate_compiled(
         return gumbel_noise(logits.shape, device, generator)
 
     key = (batch, capacity, logits.dtype, device, choice, repr(sorted(sampling.items())))
-    step = steps.get(key, choice, net, **sampling)
     token = choose_next_token(logits, noise(), **sampling)
-    generated, done = [token], None
+    generated, done, step = [token], None, None
     for index in range(1, seq_len):
         if eos_token is not None:
             done = token == eos_token if done is None else done | (token == eos_token)
             if index % STOP_CHECK_INTERVAL == 0 and bool(done.all()):
                 break
-        # the first step traces (and checks every guard of) the compiled graph; the later ones
-        # get the same model, cache and shapes, so only the guards that tell graphs apart run
-        with unguarded_repeats() if index > 1 else step.first_call():
-            token = step.fn(net, token[:, None], cache, noise(), **inputs)
+        args = (net, token[:, None], cache, noise())
+        if step is None:
+            step, token = first_compiled_step(steps, key, choice, sampling, args, inputs)
+        else:
+            # the same model, cache and shapes as the first step, and a graph valid for every
+            # length they reach: only the guards that tell compiled graphs apart run
+            with unguarded_repeats():
+                token = step.fn(*args, **inputs)
         generated.append(token)
     return EosStop(eos_token, pad_value).finish(torch.stack(generated, dim=1), seq_len)

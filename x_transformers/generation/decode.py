@@ -146,7 +146,9 @@ def make_cache(spec: DecodingSpec, cache_kv: bool, cache_kind: str, capacity: in
             f"{', '.join(map(repr, spec.kv_cache_blockers))} cannot use the KV cache"
         )
         return None
-    return DynamicKVCache(capacity) if cache_kind == "dynamic" else StaticKVCache(capacity)
+    if cache_kind == "dynamic":
+        return DynamicKVCache(capacity)
+    return StaticKVCache(capacity, read_written_only=True)
 
 
 def open_session(

@@ -249,14 +249,16 @@ class StaticSlot:
         return inputs
 
     def extend(self, keys: Tensor, values: Tensor) -> KeysValues:
-        """keys / values (b, h, n, d) of the new positions -> the buffers (b, h, capacity, d)."""
+        """keys / values (b, h, n, d) of the new positions -> the buffers' written positions
+        (b, h, j, d), :meth:`StaticKVCache.readable_length` of them."""
         if self.keys is None:  # allocated lazily: batch, heads and dtype follow the model
             self.keys = self._buffer_like(keys)
             self.values = self._buffer_like(values)
         positions = self.cache.write_positions(keys.shape[-2])
         index_copy_(self.keys, 2, positions, keys)
         index_copy_(self.values, 2, positions, values)
-        return self.keys, self.values
+        readable = self.cache.readable_length(keys.shape[-2])
+        return self.keys[:, :, :readable], self.values[:, :, :readable]
 
     def reorder(self, indices: Tensor) -> None:
         if self.keys is not None:
@@ -271,18 +273,28 @@ class StaticSlot:
 class StaticKVCache:
     """A KV cache preallocated for ``capacity`` positions (memory tokens included).
 
-    ``offset`` is a 0-d int64 tensor: the write position, advanced in place. Every forward sees
-    all ``capacity`` keys; those not written yet are masked, so the shapes of a decode step never
-    change and the step compiles once.
+    ``offset`` is a 0-d int64 tensor: the write position, advanced in place. By default every
+    forward reads all ``capacity`` positions, those not written yet masked, so the shapes of a
+    decode step never change and ``torch.compile`` compiles it once.
+
+    ``read_written_only=True`` also keeps ``written``, the (filled,) positions of the slots
+    written so far (a view of ``arange(capacity)``, replaced on each advance, so its length is
+    known on the host without reading the device), and a forward reads only those slots and its
+    own: less memory traffic per step. The key length then changes with every step, so a
+    compiled step must take ``written``'s length as a dynamic size, as ``generate(compile=True)``
+    does (:mod:`.compiled`). :meth:`read_all` switches back to whole-buffer reads.
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, read_written_only: bool = False):
         if capacity < 1:
             raise ValueError(f"StaticKVCache needs capacity >= 1, got {capacity}")
         self.capacity = capacity
         self.slots: dict[int, ContextSlot | StaticSlot] = {}
         self.offset = torch.zeros((), dtype=torch.long)
-        self.key_padding: Tensor | None = None  # (b, capacity), False until written
+        self.slot_positions = torch.arange(capacity)
+        self.written: Tensor | None = self.slot_positions[:0] if read_written_only else None
+        self.key_padding_buffer: Tensor | None = None  # (b, capacity), False until written
+        self._readable = capacity  # readable_length of the current forward (set by visible_keys)
         self.prefix_length = 0
         self.is_empty = True  # a Python flag: only flips on the first (eager) forward
 
@@ -291,13 +303,22 @@ class StaticKVCache:
             self.slots[index] = ContextSlot() if context else StaticSlot(self)
         return self.slots[index]
 
+    def readable_length(self, num_new: int) -> int:
+        """Key positions a forward of ``num_new`` new positions reads: the slots written before
+        it and its own (slot j holds position j), or the whole buffer."""
+        return self.capacity if self.written is None else self.written.shape[0] + num_new
+
+    def read_all(self) -> None:
+        """Read every slot from now on (those not written yet masked): static shapes."""
+        self.written = None
+
     def position_span(self, num_new: int) -> dict:
         """Where this forward's queries and keys sit (for the position provider): queries from
-        the write position; the keys are the whole buffer, whose slot j holds position j; this
-        forward projects the keys of its ``num_new`` positions only."""
+        the write position; the keys are the buffer's readable slots, slot j holding position j;
+        this forward projects the keys of its ``num_new`` positions only."""
         return {
             "offset": self.offset,
-            "num_keys": self.capacity,
+            "num_keys": self.readable_length(num_new),
             "key_start": 0,
             "num_new_keys": num_new,
         }
@@ -305,23 +326,40 @@ class StaticKVCache:
     def write_positions(self, num_new: int) -> Tensor:
         return self.offset + torch.arange(num_new, device=self.offset.device)
 
+    @property
+    def key_padding(self) -> Tensor | None:
+        """(b, j) True = a written, unpadded key, over the readable slots of the current forward
+        (after :meth:`visible_keys`)."""
+        if self.key_padding_buffer is None:
+            return None
+        return self.key_padding_buffer[:, : self._readable]
+
     def visible_keys(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """Record the key-padding mask (b, n) of the new positions; return the key mask
-        (b, 1, n, capacity): written, not padded, and causal by position."""
+        (b, 1, n, j) over the readable slots: written, not padded, and causal by position."""
         batch, num_new = x.shape[:2]
-        if self.key_padding is None:
+        if self.slot_positions.device != x.device:
+            self.slot_positions = self.slot_positions.to(x.device)
+            if self.written is not None:
+                self.written = self.slot_positions[: self.written.shape[0]]
+        if self.key_padding_buffer is None:
             self.offset = self.offset.to(x.device)
-            self.key_padding = torch.zeros(batch, self.capacity, dtype=torch.bool, device=x.device)
+            self.key_padding_buffer = torch.zeros(
+                batch, self.capacity, dtype=torch.bool, device=x.device
+            )
         if mask is None:
             mask = torch.ones(batch, num_new, dtype=torch.bool, device=x.device)
         query_positions = self.write_positions(num_new)
-        index_copy_(self.key_padding, 1, query_positions, mask)
-        key_positions = torch.arange(self.capacity, device=x.device)
-        causal = key_positions[None, :] <= query_positions[:, None]  # (n, capacity)
+        index_copy_(self.key_padding_buffer, 1, query_positions, mask)
+        self._readable = self.readable_length(num_new)
+        key_positions = self.slot_positions[: self._readable]
+        causal = key_positions[None, :] <= query_positions[:, None]  # (n, j)
         return self.key_padding[:, None, None, :] & causal
 
     def advance(self, num_new: int) -> None:
         self.offset += num_new  # in place under torch
+        if self.written is not None:
+            self.written = self.slot_positions[: self.written.shape[0] + num_new]
         if self.is_empty:
             self.is_empty = False
 
@@ -329,8 +367,8 @@ class StaticKVCache:
         """Select / repeat batch rows (beam search): row r becomes old row ``indices[r]``."""
         for slot in self.slots.values():
             slot.reorder(indices)
-        if self.key_padding is not None:
-            self.key_padding = self.key_padding[indices]
+        if self.key_padding_buffer is not None:
+            self.key_padding_buffer = self.key_padding_buffer[indices]
 
 
 def resolve_cache(cache, stack: nn.Module, *, record: bool, prepend_embeds: Tensor | None):

@@ -150,12 +150,12 @@ class DecodeStep(nn.Module):
         for index in self.slot_indices:
             slot = cache.slots[index]
             buffers += [slot.keys, slot.values]
-        return (cache.offset, cache.key_padding, *buffers)
+        return (cache.offset, cache.key_padding_buffer, *buffers)
 
     def cache_of(self, offset: Tensor, key_padding: Tensor, buffers) -> StaticKVCache:
         """A cache holding copies of the given state (the step's inputs are not mutated)."""
         cache = StaticKVCache(self.capacity)
-        cache.offset, cache.key_padding = offset.clone(), key_padding.clone()
+        cache.offset, cache.key_padding_buffer = offset.clone(), key_padding.clone()
         cache.prefix_length, cache.is_empty = self.prefix_length, False
         for position, index in enumerate(self.slot_indices):
             slot = StaticSlot(cache)
