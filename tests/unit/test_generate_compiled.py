@@ -217,3 +217,16 @@ def test_a_step_that_depends_on_the_cache_length_reads_the_whole_cache():
     assert len(model.compiled_steps.whole_cache_keys) == 1
     assert torch.equal(model.generate(prompt, 12, temperature=0.0, compile=BACKEND), eager)
     assert len(model.compiled_steps) == 1  # only the whole-cache step is kept
+
+
+def test_compile_true_samples_the_eager_tokens_for_a_seeded_generator():
+    model = wrapper(*CONFIGS["alibi_gqa"])  # inductor, frozen weights, the C++ wrapper
+    prompt = torch.randint(0, 29, (3, 4))
+
+    def sample(**compile):
+        generator = torch.Generator().manual_seed(11)
+        return model.generate(
+            prompt, 9, temperature=0.9, filter_logits_fn="top_p", generator=generator, **compile
+        )
+
+    assert torch.equal(sample(compile=True), sample())

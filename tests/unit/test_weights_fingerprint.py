@@ -54,8 +54,10 @@ def test_weights_made_in_inference_mode_cannot_be_frozen():
     assert weights_fingerprint(net) is None
 
 
-def test_compile_true_freezes_on_the_cpu_only_and_a_named_backend_never():
+def test_compile_true_freezes_and_wraps_in_cpp_on_the_cpu_only_and_a_named_backend_never():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_compile(True, cpu) == CompileChoice("inductor", freeze_weights=True)
-    assert resolve_compile(True, cuda) == CompileChoice("inductor", freeze_weights=False)
-    assert resolve_compile("inductor", cpu) == CompileChoice("inductor", freeze_weights=False)
+    assert resolve_compile(True, cpu) == CompileChoice("inductor", True, cpp_wrapper=True)
+    assert resolve_compile(True, cpu).inductor_config() == {"freezing": True, "cpp_wrapper": True}
+    assert resolve_compile(True, cuda) == CompileChoice("inductor")
+    assert resolve_compile("inductor", cpu) == CompileChoice("inductor")
+    assert resolve_compile("inductor", cpu).inductor_config() == {}

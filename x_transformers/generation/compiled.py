@@ -20,7 +20,8 @@ so a second ``generate`` call with the same shapes does not compile again.
 
 ``compile=True`` on the CPU also freezes the weights (inductor's ``freezing``): the step is
 compiled with the weights as constants, which lets the GEMMs read prepacked copies (one CPU
-thread, benchmark shape: about 1.27x -> 1.47x the plain-PyTorch reference). A frozen step is only
+thread, benchmark shape: about 1.27x -> 1.47x the plain-PyTorch reference); and it launches the
+step's kernels from inductor's C++ wrapper instead of one Python call each. A frozen step is only
 valid for the weights it was compiled with, so it is kept with their fingerprint (identity,
 storage and in-place version of every parameter and buffer); after training, ``load_state_dict``
 or any in-place edit, the next call compiles a new step and drops the old one with its copies.
@@ -94,19 +95,28 @@ def compile_blocker(spec: DecodingSpec, prompt_length: int, num_new: int) -> str
 
 @dataclass(frozen=True)
 class CompileChoice:
-    """How ``generate(compile=...)`` compiles: the ``torch.compile`` backend, and whether the
-    weights are frozen into the step (``compile=True`` on the CPU)."""
+    """How ``generate(compile=...)`` compiles: the ``torch.compile`` backend, and for
+    ``compile=True`` on the CPU two inductor settings: the weights frozen into the step
+    (``freezing``: prepacked GEMM weights) and the C++ wrapper (``cpp_wrapper``: the step's
+    kernels launched from C++, not one Python call each)."""
 
     backend: str
     freeze_weights: bool = False
+    cpp_wrapper: bool = False
+
+    def inductor_config(self) -> dict:
+        """The inductor settings to patch while the step is traced and compiled."""
+        config = {"freezing": True} if self.freeze_weights else {}
+        return {**config, "cpp_wrapper": True} if self.cpp_wrapper else config
 
 
 def resolve_compile(compile: bool | str, device: torch.device) -> CompileChoice:
-    """``compile=True`` -> inductor (weights frozen on the CPU); a string names the backend,
-    used as given."""
+    """``compile=True`` -> inductor (weights frozen and the C++ wrapper on the CPU); a string
+    names the backend, used as given."""
     require_torch("generate(compile=...)", "torch.compile has no Paddle counterpart")
     if compile is True:
-        return CompileChoice("inductor", freeze_weights=device.type == "cpu")
+        on_cpu = device.type == "cpu"
+        return CompileChoice("inductor", freeze_weights=on_cpu, cpp_wrapper=on_cpu)
     if isinstance(compile, str) and compile:
         return CompileChoice(compile)
     raise TypeError(f"'compile' must be a bool or a torch.compile backend name, got {compile!r}")
@@ -142,17 +152,18 @@ def fresh_decode_step(**sampling) -> Callable:
 @dataclass
 class CompiledStep:
     """One compiled decode step, with the weights' fingerprint it was frozen with (None when
-    the weights are read at each step)."""
+    the weights are read at each step) and the inductor settings it is compiled with."""
 
     fn: Callable
     fingerprint: tuple | None
+    inductor_config: dict
 
     def first_call(self):
-        """The context of the call that traces the step: Dynamo and inductor read the
-        ``freezing`` setting while tracing, so a frozen step patches it there."""
-        if self.fingerprint is None:
+        """The context of the call that traces and compiles the step: Dynamo and inductor read
+        their settings then, so the step's own are patched there."""
+        if not self.inductor_config:
             return contextlib.nullcontext()
-        return torch._inductor.config.patch(freezing=True)
+        return torch._inductor.config.patch(self.inductor_config)
 
 
 class CompiledSteps:
@@ -169,9 +180,12 @@ class CompiledSteps:
         held = self._steps.get(key)
         if held is None or held.fingerprint != fingerprint:
             self._steps.pop(key, None)  # a stale frozen step goes before the new one compiles
+            config = choice.inductor_config()
+            if fingerprint is None:  # weights that cannot be fingerprinted are never frozen
+                config.pop("freezing", None)
             step = fresh_decode_step(**sampling)
             compiled = torch.compile(step, fullgraph=True, backend=choice.backend)
-            self._steps[key] = held = CompiledStep(compiled, fingerprint)
+            self._steps[key] = held = CompiledStep(compiled, fingerprint, config)
         return held
 
     def drop(self, key: tuple) -> None:
