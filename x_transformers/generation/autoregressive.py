@@ -122,8 +122,8 @@ class AutoregressiveWrapper(PretrainedMixin, nn.Module):
                 relative) or ``'static'`` (preallocated; compile-friendly steps).
             compile: decode every new token with one compiled step on a static cache
                 (``True``: the inductor backend, with the weights frozen into the step on the
-                CPU and recompiled after they change; a string names a ``torch.compile``
-                backend, used as given); see :mod:`x_transformers.generation.compiled`. What
+                CPU until they change; a string names a ``torch.compile`` backend, used as
+                given); see :mod:`x_transformers.generation.compiled`. What
                 cannot run compiled decodes eagerly, with a warning naming the reason.
             generator: the random generator of the sampling noise (same tokens compiled or not).
             **kwargs: forward keywords for every step (``context``, ``context_mask``, ...).

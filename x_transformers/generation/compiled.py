@@ -24,11 +24,12 @@ thread, benchmark shape: about 1.27x -> 1.47x the plain-PyTorch reference); and 
 step's kernels from inductor's C++ wrapper instead of one Python call each. A frozen step is only
 valid for the weights it was compiled with, so it is kept with their fingerprint (identity,
 storage and in-place version of every parameter and buffer); after training, ``load_state_dict``
-or any in-place edit, the next call compiles a new step and drops the old one with its copies.
-A backend named as a string (``compile='inductor'``) compiles as given, weights read at each
-step: no recompilation when they change, for sampling inside a training loop. What cannot run
-compiled (a feature without KV-cache support, generation past ``max_seq_len``, which needs a
-sliding window) falls back to eager decoding with a warning naming the reason.
+or any in-place edit, the next call compiles a step that reads the weights at every token
+instead, once: the model is being trained, and later changes need no recompilation. A backend
+named as a string (``compile='inductor'``) compiles as given, weights read at each step.
+
+What cannot run compiled (a feature without KV-cache support, generation past ``max_seq_len``,
+which needs a sliding window) falls back to eager decoding with a warning naming the reason.
 
 Shape letters: b batch, v vocabulary.
 """
@@ -138,10 +139,10 @@ def fresh_decode_step(**sampling) -> Callable:
     """A copy of :func:`_decode_and_choose` with its own code object, a name of its own and
     ``sampling`` as its keyword defaults. Dynamo keeps compiled graphs on the code object of the
     function it compiles (a ``functools.partial`` would put every step's graphs on one shared
-    wrapper), so each step's graphs, with their frozen weights, go when the step is dropped, and
-    steps never count against each other's recompilation limit; it keeps what it learnt about
-    changing sizes (automatic dynamic shapes) by file, line and name, so a step of its own name
-    is never traced dynamic because another step, or another model, had other sizes."""
+    wrapper), so steps never count against each other's recompilation limit; it keeps what it
+    learnt about changing sizes (automatic dynamic shapes) by file, line and name, so a step of
+    its own name is never traced dynamic because another step, or another model, had other
+    sizes."""
     original = _decode_and_choose
     code = original.__code__.replace(co_name=f"{original.__name__}_{next(_STEP_NUMBERS)}")
     step = types.FunctionType(code, original.__globals__, code.co_name)
@@ -168,18 +169,25 @@ class CompiledStep:
 
 class CompiledSteps:
     """The compiled decode steps of one model, by shapes and sampling settings; a step with
-    frozen weights is replaced when the weights' fingerprint changes."""
+    frozen weights is replaced, by one that reads the weights, when their fingerprint changes."""
 
     def __init__(self):
         self._steps: dict[tuple, CompiledStep] = {}
         # keys whose step would not trace for every cache length: they read the whole cache
         self.whole_cache_keys: set[tuple] = set()
+        # the weights changed after a step was frozen with them (the model is being trained):
+        # steps read the weights from then on, so later changes need no recompilation (and
+        # inductor keeps each frozen copy it compiled alive in its code cache)
+        self.weights_changed = False
 
     def get(self, key: tuple, choice: CompileChoice, net: nn.Module, **sampling) -> CompiledStep:
-        fingerprint = weights_fingerprint(net) if choice.freeze_weights else None
+        freeze = choice.freeze_weights and not self.weights_changed
+        fingerprint = weights_fingerprint(net) if freeze else None
         held = self._steps.get(key)
+        if held is not None and held.fingerprint not in (None, fingerprint):
+            self.weights_changed, fingerprint = True, None
         if held is None or held.fingerprint != fingerprint:
-            self._steps.pop(key, None)  # a stale frozen step goes before the new one compiles
+            self.drop(key)  # a stale frozen step goes before the new one compiles
             config = choice.inductor_config()
             if fingerprint is None:  # weights that cannot be fingerprinted are never frozen
                 config.pop("freezing", None)
