@@ -189,7 +189,7 @@ class CompiledSteps:
         if held is None or held.fingerprint != fingerprint:
             self.drop(key)  # a stale frozen step goes before the new one compiles
             config = choice.inductor_config()
-            if fingerprint is None:  # weights that cannot be fingerprinted are never frozen
+            if fingerprint is None:  # changed or unversioned weights: read, never frozen
                 config.pop("freezing", None)
             step = fresh_decode_step(**sampling)
             compiled = torch.compile(step, fullgraph=True, backend=choice.backend)

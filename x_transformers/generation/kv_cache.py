@@ -274,15 +274,12 @@ class StaticKVCache:
     """A KV cache preallocated for ``capacity`` positions (memory tokens included).
 
     ``offset`` is a 0-d int64 tensor: the write position, advanced in place. By default every
-    forward reads all ``capacity`` positions, those not written yet masked, so the shapes of a
-    decode step never change and ``torch.compile`` compiles it once.
-
-    ``read_written_only=True`` also keeps ``written``, the (filled,) positions of the slots
-    written so far (a view of ``arange(capacity)``, replaced on each advance, so its length is
-    known on the host without reading the device), and a forward reads only those slots and its
-    own: less memory traffic per step. The key length then changes with every step, so a
-    compiled step must take ``written``'s length as a dynamic size, as ``generate(compile=True)``
-    does (:mod:`.compiled`). :meth:`read_all` switches back to whole-buffer reads.
+    forward reads all ``capacity`` positions (unwritten ones masked): static shapes, so
+    ``torch.compile`` compiles a decode step once. ``read_written_only=True`` also keeps
+    ``written``, the positions written so far (a view of ``slot_positions`` whose length the host
+    knows without reading the device), and a forward reads only those slots and its own: less
+    memory traffic, but a compiled step must take that length as a dynamic size, as
+    ``generate(compile=True)`` does (:mod:`.compiled`). :meth:`read_all` switches back.
     """
 
     def __init__(self, capacity: int, read_written_only: bool = False):
